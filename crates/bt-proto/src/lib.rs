@@ -1,0 +1,15 @@
+//! Sans-IO BitTorrent protocol codecs.
+//!
+//! Nothing in this crate touches a socket, a file or a clock: every function
+//! takes bytes and returns values (or the reverse), so the whole crate can be
+//! fuzzed and property-tested in isolation. Every decoder of untrusted bytes
+//! enforces explicit size and depth limits and returns a typed error instead
+//! of panicking.
+
+pub mod bitfield;
+pub mod wire;
+
+mod ids;
+
+pub use bitfield::{Bitfield, BitfieldError};
+pub use ids::{InfoHash, ParseInfoHashError, PeerId};
