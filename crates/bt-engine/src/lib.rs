@@ -1,1 +1,2 @@
 //! BitTorrent engine.
+pub mod picker;

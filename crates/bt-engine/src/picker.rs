@@ -1,0 +1,863 @@
+//! Piece and block selection.
+//!
+//! The picker owns the download plan of one torrent: which pieces we have,
+//! how many peers have each piece, which blocks are requested from whom, and
+//! which block a peer should be asked for next. It is plain data with no
+//! clock and no I/O, so every rule here is unit- and property-tested.
+//!
+//! Order of preference for a peer:
+//! 1. free blocks of pieces already in progress (finish what we started, so
+//!    piece buffers are released early and hashes are checked sooner);
+//! 2. a new piece: random among the peer's pieces for the first few (so we
+//!    quickly have something to trade), then rarest-first, ties broken by a
+//!    fixed per-torrent pseudo-random order so peers do not all pick alike;
+//! 3. endgame: when nothing is free, blocks already requested from someone
+//!    else, with a bounded number of holders per block.
+//!
+//! Candidates (wanted, missing, not started pieces) live in an ordered set
+//! keyed by (priority, availability, tie-break), so a HAVE costs O(log n)
+//! and picking for a seed costs O(log n).
+
+use bt_proto::Bitfield;
+use bt_proto::wire::{BLOCK_SIZE, BlockRequest};
+use std::collections::{BTreeSet, HashMap};
+
+/// Identifies a connection inside one torrent.
+pub type PeerKey = u32;
+
+/// Blocks may be requested from at most this many peers at once (endgame).
+const MAX_HOLDERS: usize = 3;
+
+/// Pieces picked at random before switching to rarest-first.
+const RANDOM_FIRST_PIECES: u32 = 4;
+
+pub const PRIORITY_SKIP: u8 = 0;
+pub const PRIORITY_NORMAL: u8 = 4;
+pub const PRIORITY_MAX: u8 = 7;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Block {
+    Free,
+    Requested(PeerKey),
+    Received,
+}
+
+struct Partial {
+    blocks: Box<[Block]>,
+    /// Who delivered each block; used to find the liar when the hash fails.
+    from: Box<[PeerKey]>,
+    /// Extra holders of requested blocks (endgame duplicates).
+    extra: Vec<(u32, PeerKey)>,
+    free: u32,
+    received: u32,
+    /// Lowest index that may be free; blocks are handed out in ascending
+    /// order so the scan rarely starts from zero.
+    free_hint: u32,
+}
+
+impl Partial {
+    fn holders(&self, block: u32) -> impl Iterator<Item = PeerKey> + '_ {
+        let first = match self.blocks[block as usize] {
+            Block::Requested(p) => Some(p),
+            _ => None,
+        };
+        first.into_iter().chain(
+            self.extra
+                .iter()
+                .filter(move |(b, _)| *b == block)
+                .map(|(_, p)| *p),
+        )
+    }
+}
+
+/// What a peer offers: every piece (a seed) or the pieces in a bitfield.
+#[derive(Clone, Copy)]
+pub enum PeerPieces<'a> {
+    All,
+    Some(&'a Bitfield),
+}
+
+impl PeerPieces<'_> {
+    fn has(&self, piece: u32) -> bool {
+        match self {
+            PeerPieces::All => true,
+            PeerPieces::Some(b) => b.get(piece),
+        }
+    }
+}
+
+/// Result of a block arriving.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BlockArrival {
+    /// Store the data. `complete` means every block of the piece is now in
+    /// and it should be hashed. `cancel` lists other peers that hold a
+    /// request for the same block and should get a CANCEL.
+    New {
+        complete: bool,
+        cancel: Vec<PeerKey>,
+    },
+    /// We already have this block (duplicate, late after cancel, or a piece
+    /// we finished): the bytes are waste.
+    NotNeeded,
+    /// Offset or length do not describe a block of this torrent.
+    Invalid,
+}
+
+pub struct Picker {
+    num_pieces: u32,
+    piece_length: u32,
+    total_length: u64,
+    have: Bitfield,
+    priority: Vec<u8>,
+    availability: Vec<u16>,
+    seeds: u32,
+    candidates: BTreeSet<(u8, u16, u32, u32)>,
+    partials: HashMap<u32, Partial>,
+    /// Pieces whose blocks are all in, waiting for their hash check.
+    verifying: BTreeSet<u32>,
+    max_partials: usize,
+    seed: u64,
+    wanted_missing: u32,
+}
+
+impl Picker {
+    pub fn new(num_pieces: u32, piece_length: u32, total_length: u64, seed: u64) -> Self {
+        let mut p = Picker {
+            num_pieces,
+            piece_length,
+            total_length,
+            have: Bitfield::new(num_pieces),
+            priority: vec![PRIORITY_NORMAL; num_pieces as usize],
+            availability: vec![0; num_pieces as usize],
+            seeds: 0,
+            candidates: BTreeSet::new(),
+            partials: HashMap::new(),
+            verifying: BTreeSet::new(),
+            max_partials: usize::MAX,
+            seed,
+            wanted_missing: num_pieces,
+        };
+        for i in 0..num_pieces {
+            p.candidates.insert(p.key(i));
+        }
+        p
+    }
+
+    /// Bounds the pieces in progress (each holds a piece-sized buffer).
+    pub fn set_max_partials(&mut self, n: usize) {
+        self.max_partials = n.max(1);
+    }
+
+    pub fn num_pieces(&self) -> u32 {
+        self.num_pieces
+    }
+
+    pub fn have(&self) -> &Bitfield {
+        &self.have
+    }
+
+    pub fn has_piece(&self, piece: u32) -> bool {
+        self.have.get(piece)
+    }
+
+    pub fn piece_size(&self, piece: u32) -> u32 {
+        if piece + 1 == self.num_pieces {
+            let rem = self.total_length - u64::from(piece) * u64::from(self.piece_length);
+            rem as u32
+        } else {
+            self.piece_length
+        }
+    }
+
+    pub fn blocks_in(&self, piece: u32) -> u32 {
+        self.piece_size(piece).div_ceil(BLOCK_SIZE)
+    }
+
+    fn block_len(&self, piece: u32, block: u32) -> u32 {
+        let size = self.piece_size(piece);
+        (size - block * BLOCK_SIZE).min(BLOCK_SIZE)
+    }
+
+    /// Wanted pieces we do not have yet (including those in progress).
+    pub fn wanted_missing(&self) -> u32 {
+        self.wanted_missing
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.wanted_missing == 0
+    }
+
+    pub fn in_progress(&self) -> usize {
+        self.partials.len()
+    }
+
+    pub fn availability(&self, piece: u32) -> u32 {
+        u32::from(self.availability[piece as usize]) + self.seeds
+    }
+
+    /// Distributed copies: how many full copies the connected peers hold.
+    pub fn distributed_copies(&self) -> f64 {
+        if self.num_pieces == 0 {
+            return 0.0;
+        }
+        let min = self.availability.iter().copied().min().unwrap_or(0);
+        let above = self.availability.iter().filter(|&&a| a > min).count();
+        f64::from(self.seeds) + f64::from(min) + above as f64 / f64::from(self.num_pieces)
+    }
+
+    fn tiebreak(&self, piece: u32) -> u32 {
+        // splitmix64: a cheap fixed permutation per torrent.
+        let mut z = self.seed ^ u64::from(piece).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as u32
+    }
+
+    fn key(&self, piece: u32) -> (u8, u16, u32, u32) {
+        (
+            PRIORITY_MAX - self.priority[piece as usize],
+            self.availability[piece as usize],
+            self.tiebreak(piece),
+            piece,
+        )
+    }
+
+    fn is_candidate(&self, piece: u32) -> bool {
+        !self.have.get(piece)
+            && self.priority[piece as usize] != PRIORITY_SKIP
+            && !self.partials.contains_key(&piece)
+            && !self.verifying.contains(&piece)
+    }
+
+    /// Marks a piece as verified on disk (resume data or a hash check).
+    pub fn set_have(&mut self, piece: u32) {
+        if piece >= self.num_pieces || self.have.get(piece) {
+            return;
+        }
+        if self.is_candidate(piece) {
+            self.candidates.remove(&self.key(piece));
+        }
+        self.partials.remove(&piece);
+        self.verifying.remove(&piece);
+        if self.priority[piece as usize] != PRIORITY_SKIP {
+            self.wanted_missing -= 1;
+        }
+        self.have.set(piece);
+    }
+
+    pub fn priority(&self, piece: u32) -> u8 {
+        self.priority[piece as usize]
+    }
+
+    pub fn set_priority(&mut self, piece: u32, prio: u8) {
+        let prio = prio.min(PRIORITY_MAX);
+        let old = self.priority[piece as usize];
+        if old == prio {
+            return;
+        }
+        let was = self.is_candidate(piece);
+        if was {
+            self.candidates.remove(&self.key(piece));
+        }
+        if !self.have.get(piece) {
+            match (old == PRIORITY_SKIP, prio == PRIORITY_SKIP) {
+                (true, false) => self.wanted_missing += 1,
+                (false, true) => self.wanted_missing -= 1,
+                _ => {}
+            }
+        }
+        self.priority[piece as usize] = prio;
+        if self.is_candidate(piece) {
+            self.candidates.insert(self.key(piece));
+        }
+    }
+
+    fn adjust_availability(&mut self, piece: u32, up: bool) {
+        let cand = self.is_candidate(piece);
+        if cand {
+            self.candidates.remove(&self.key(piece));
+        }
+        let a = &mut self.availability[piece as usize];
+        *a = if up {
+            a.saturating_add(1)
+        } else {
+            a.saturating_sub(1)
+        };
+        if cand {
+            self.candidates.insert(self.key(piece));
+        }
+    }
+
+    pub fn peer_has(&mut self, piece: u32) {
+        if piece < self.num_pieces {
+            self.adjust_availability(piece, true);
+        }
+    }
+
+    pub fn peer_bitfield(&mut self, bits: &Bitfield) {
+        for p in bits.iter_ones() {
+            self.adjust_availability(p, true);
+        }
+    }
+
+    pub fn peer_seed(&mut self) {
+        self.seeds += 1;
+    }
+
+    /// Undoes the availability a departing peer contributed.
+    pub fn peer_gone(&mut self, pieces: PeerPieces<'_>) {
+        match pieces {
+            PeerPieces::All => self.seeds = self.seeds.saturating_sub(1),
+            PeerPieces::Some(bits) => {
+                for p in bits.iter_ones() {
+                    self.adjust_availability(p, false);
+                }
+            }
+        }
+    }
+
+    /// Whether the peer has anything we want.
+    pub fn is_interesting(&self, pieces: PeerPieces<'_>) -> bool {
+        if self.wanted_missing == 0 {
+            return false;
+        }
+        match pieces {
+            PeerPieces::All => true,
+            PeerPieces::Some(bits) => {
+                let theirs = bits.as_bytes();
+                let ours = self.have.as_bytes();
+                for (i, (&t, &o)) in theirs.iter().zip(ours).enumerate() {
+                    let mut m = t & !o;
+                    while m != 0 {
+                        let bit = m.leading_zeros();
+                        let piece = i as u32 * 8 + bit;
+                        if self.priority[piece as usize] != PRIORITY_SKIP {
+                            return true;
+                        }
+                        m &= !(0x80 >> bit);
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Appends up to `max` block requests for `peer` to `out`.
+    ///
+    /// `allowed` restricts the choice to those pieces (the allowed-fast set
+    /// while the peer chokes us).
+    pub fn pick(
+        &mut self,
+        peer: PeerKey,
+        pieces: PeerPieces<'_>,
+        allowed: Option<&[u32]>,
+        max: usize,
+        out: &mut Vec<BlockRequest>,
+    ) {
+        let start = out.len();
+        let usable = |p: u32| pieces.has(p) && allowed.is_none_or(|a| a.contains(&p));
+
+        // 1. Pieces in progress. Sorted for determinism: HashMap order would
+        // make runs irreproducible.
+        let mut in_progress: Vec<u32> = self
+            .partials
+            .iter()
+            .filter(|(p, part)| part.free > 0 && usable(**p))
+            .map(|(p, _)| *p)
+            .collect();
+        in_progress.sort_unstable_by_key(|p| (PRIORITY_MAX - self.priority[*p as usize], *p));
+        for piece in in_progress {
+            if out.len() - start >= max {
+                return;
+            }
+            self.take_free_blocks(piece, peer, max - (out.len() - start), out);
+        }
+
+        // 2. New pieces.
+        while out.len() - start < max && self.partials.len() < self.max_partials {
+            let Some(piece) = self.choose_new_piece(&usable) else {
+                break;
+            };
+            self.start_piece(piece);
+            self.take_free_blocks(piece, peer, max - (out.len() - start), out);
+        }
+
+        // 3. Endgame: only once no piece is left to start.
+        if out.len() == start && self.candidates_for(&usable) == 0 {
+            self.pick_endgame(peer, &usable, max, out);
+        }
+    }
+
+    fn candidates_for(&self, usable: &impl Fn(u32) -> bool) -> usize {
+        self.candidates
+            .iter()
+            .filter(|k| usable(k.3))
+            .take(1)
+            .count()
+    }
+
+    fn choose_new_piece(&self, usable: &impl Fn(u32) -> bool) -> Option<u32> {
+        if self.have.count_ones() < RANDOM_FIRST_PIECES && !self.candidates.is_empty() {
+            // Random among the top-priority class: start at a random point of
+            // the tie-break order, wrap around.
+            let top = self.candidates.first()?.0;
+            let pivot = (top, 0, (self.seed >> 32) as u32 ^ self.have.count_ones(), 0);
+            let after = self.candidates.range(pivot..).take_while(|k| k.0 == top);
+            let before = self.candidates.iter().take_while(|k| k.0 == top);
+            let mut pick = None;
+            for k in after.chain(before) {
+                if usable(k.3) {
+                    pick = Some(k.3);
+                    break;
+                }
+            }
+            if pick.is_some() {
+                return pick;
+            }
+        }
+        self.candidates.iter().find(|k| usable(k.3)).map(|k| k.3)
+    }
+
+    fn start_piece(&mut self, piece: u32) {
+        self.candidates.remove(&self.key(piece));
+        let n = self.blocks_in(piece);
+        self.partials.insert(
+            piece,
+            Partial {
+                blocks: vec![Block::Free; n as usize].into_boxed_slice(),
+                from: vec![PeerKey::MAX; n as usize].into_boxed_slice(),
+                extra: Vec::new(),
+                free: n,
+                received: 0,
+                free_hint: 0,
+            },
+        );
+    }
+
+    fn take_free_blocks(
+        &mut self,
+        piece: u32,
+        peer: PeerKey,
+        max: usize,
+        out: &mut Vec<BlockRequest>,
+    ) {
+        let piece_size = self.piece_size(piece);
+        let part = self.partials.get_mut(&piece).expect("partial exists");
+        let mut taken = 0;
+        let mut b = part.free_hint;
+        let n = part.blocks.len() as u32;
+        while b < n && taken < max && part.free > 0 {
+            if part.blocks[b as usize] == Block::Free {
+                part.blocks[b as usize] = Block::Requested(peer);
+                part.free -= 1;
+                let begin = b * BLOCK_SIZE;
+                out.push(BlockRequest {
+                    index: piece,
+                    begin,
+                    length: (piece_size - begin).min(BLOCK_SIZE),
+                });
+                taken += 1;
+            }
+            b += 1;
+        }
+        // Everything below `b` is now taken or was not free.
+        part.free_hint = b;
+    }
+
+    fn pick_endgame(
+        &mut self,
+        peer: PeerKey,
+        usable: &impl Fn(u32) -> bool,
+        max: usize,
+        out: &mut Vec<BlockRequest>,
+    ) {
+        let mut pieces: Vec<u32> = self
+            .partials
+            .keys()
+            .copied()
+            .filter(|p| usable(*p))
+            .collect();
+        pieces.sort_unstable();
+        let start = out.len();
+        for piece in pieces {
+            let piece_size = self.piece_size(piece);
+            let part = self.partials.get_mut(&piece).expect("partial exists");
+            for b in 0..part.blocks.len() as u32 {
+                if out.len() - start >= max {
+                    return;
+                }
+                let Block::Requested(first) = part.blocks[b as usize] else {
+                    continue;
+                };
+                if first == peer || part.extra.iter().any(|&(eb, ep)| eb == b && ep == peer) {
+                    continue;
+                }
+                let holders = 1 + part.extra.iter().filter(|(eb, _)| *eb == b).count();
+                if holders >= MAX_HOLDERS {
+                    continue;
+                }
+                part.extra.push((b, peer));
+                let begin = b * BLOCK_SIZE;
+                out.push(BlockRequest {
+                    index: piece,
+                    begin,
+                    length: (piece_size - begin).min(BLOCK_SIZE),
+                });
+            }
+        }
+    }
+
+    fn locate(&self, piece: u32, begin: u32, length: u32) -> Option<u32> {
+        if piece >= self.num_pieces || begin % BLOCK_SIZE != 0 {
+            return None;
+        }
+        let block = begin / BLOCK_SIZE;
+        if block >= self.blocks_in(piece) || self.block_len(piece, block) != length {
+            return None;
+        }
+        Some(block)
+    }
+
+    /// Records a block's arrival from `peer`.
+    pub fn block_received(
+        &mut self,
+        peer: PeerKey,
+        piece: u32,
+        begin: u32,
+        length: u32,
+    ) -> BlockArrival {
+        let Some(block) = self.locate(piece, begin, length) else {
+            return BlockArrival::Invalid;
+        };
+        let Some(part) = self.partials.get_mut(&piece) else {
+            return BlockArrival::NotNeeded;
+        };
+        let state = part.blocks[block as usize];
+        if state == Block::Received {
+            return BlockArrival::NotNeeded;
+        }
+        let cancel: Vec<PeerKey> = part.holders(block).filter(|&h| h != peer).collect();
+        if state == Block::Free {
+            part.free -= 1;
+        }
+        part.extra.retain(|(b, _)| *b != block);
+        part.blocks[block as usize] = Block::Received;
+        part.from[block as usize] = peer;
+        part.received += 1;
+        let complete = part.received == part.blocks.len() as u32;
+        if complete {
+            self.verifying.insert(piece);
+        }
+        BlockArrival::New { complete, cancel }
+    }
+
+    /// A request will not be answered (reject, choke, timeout, disconnect):
+    /// the block becomes free again unless another peer still holds it.
+    pub fn request_dropped(&mut self, peer: PeerKey, piece: u32, begin: u32, length: u32) {
+        let Some(block) = self.locate(piece, begin, length) else {
+            return;
+        };
+        let Some(part) = self.partials.get_mut(&piece) else {
+            return;
+        };
+        if let Some(pos) = part
+            .extra
+            .iter()
+            .position(|&(b, p)| b == block && p == peer)
+        {
+            part.extra.swap_remove(pos);
+            return;
+        }
+        if part.blocks[block as usize] == Block::Requested(peer) {
+            if let Some(pos) = part.extra.iter().position(|&(b, _)| b == block) {
+                let (_, next) = part.extra.swap_remove(pos);
+                part.blocks[block as usize] = Block::Requested(next);
+            } else {
+                part.blocks[block as usize] = Block::Free;
+                part.free += 1;
+                part.free_hint = part.free_hint.min(block);
+            }
+        }
+    }
+
+    /// Whether `peer` currently holds a request for this block.
+    pub fn is_requested_from(&self, peer: PeerKey, piece: u32, begin: u32) -> bool {
+        let Some(part) = self.partials.get(&piece) else {
+            return false;
+        };
+        let block = begin / BLOCK_SIZE;
+        block < part.blocks.len() as u32 && part.holders(block).any(|h| h == peer)
+    }
+
+    /// The hash check of a complete piece finished.
+    ///
+    /// On failure the piece starts over and the function returns who sent
+    /// each block, so the caller can find and ban the liar.
+    pub fn piece_checked(&mut self, piece: u32, ok: bool) -> Vec<PeerKey> {
+        if !self.verifying.remove(&piece) {
+            return Vec::new();
+        }
+        if ok {
+            let part = self.partials.remove(&piece);
+            self.set_have(piece);
+            return part.map(|p| p.from.into_vec()).unwrap_or_default();
+        }
+        let n = self.blocks_in(piece);
+        let part = self
+            .partials
+            .get_mut(&piece)
+            .expect("verifying piece is partial");
+        let from = std::mem::replace(
+            &mut part.from,
+            vec![PeerKey::MAX; n as usize].into_boxed_slice(),
+        );
+        part.blocks.fill(Block::Free);
+        part.extra.clear();
+        part.free = n;
+        part.received = 0;
+        part.free_hint = 0;
+        from.into_vec()
+    }
+
+    /// Abandons a piece in progress (e.g. its buffer could not be kept).
+    pub fn abandon_piece(&mut self, piece: u32) {
+        if self.partials.remove(&piece).is_some() {
+            self.verifying.remove(&piece);
+            if self.is_candidate(piece) {
+                self.candidates.insert(self.key(piece));
+            }
+        }
+    }
+
+    /// Pieces currently in progress, with blocks received out of total.
+    pub fn partial_pieces(&self) -> impl Iterator<Item = (u32, u32, u32)> + '_ {
+        self.partials
+            .iter()
+            .map(|(p, part)| (*p, part.received, part.blocks.len() as u32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KIB: u32 = 1024;
+
+    fn picker(pieces: u32) -> Picker {
+        Picker::new(pieces, 64 * KIB, u64::from(pieces) * 64 * 1024 - 1000, 42)
+    }
+
+    #[test]
+    fn last_piece_and_block_are_short() {
+        let p = picker(3);
+        assert_eq!(p.piece_size(2), 64 * KIB - 1000);
+        assert_eq!(p.blocks_in(2), 4);
+        assert_eq!(p.block_len(2, 3), 16 * KIB - 1000);
+    }
+
+    #[test]
+    fn finishes_started_pieces_before_starting_new_ones() {
+        let mut p = picker(10);
+        p.peer_seed();
+        let mut out = Vec::new();
+        p.pick(1, PeerPieces::All, None, 2, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].index, out[1].index);
+        let first = out[0].index;
+        out.clear();
+        p.pick(2, PeerPieces::All, None, 2, &mut out);
+        assert!(out.iter().all(|r| r.index == first), "{out:?}");
+    }
+
+    #[test]
+    fn rarest_first_after_random_start() {
+        let mut p = picker(8);
+        for piece in 0..4 {
+            p.set_have(piece);
+        }
+        let mut common = Bitfield::new(8);
+        for i in 4..8 {
+            common.set(i);
+        }
+        p.peer_bitfield(&common);
+        p.peer_bitfield(&common);
+        p.peer_has(4);
+        p.peer_has(6);
+        p.peer_has(7);
+        // Piece 5 has availability 2, the others 3.
+        let mut out = Vec::new();
+        p.pick(9, PeerPieces::Some(&common), None, 1, &mut out);
+        assert_eq!(out[0].index, 5);
+    }
+
+    #[test]
+    fn duplicate_and_invalid_blocks() {
+        let mut p = picker(2);
+        let mut out = Vec::new();
+        p.pick(1, PeerPieces::All, None, 100, &mut out);
+        assert_eq!(out.len(), 8);
+        assert_eq!(
+            p.block_received(1, 0, 0, 16 * KIB),
+            BlockArrival::New {
+                complete: false,
+                cancel: vec![]
+            }
+        );
+        assert_eq!(p.block_received(1, 0, 0, 16 * KIB), BlockArrival::NotNeeded);
+        assert_eq!(p.block_received(1, 0, 1, 16 * KIB), BlockArrival::Invalid);
+        assert_eq!(p.block_received(1, 0, 0, 15 * KIB), BlockArrival::Invalid);
+        assert_eq!(p.block_received(1, 7, 0, 16 * KIB), BlockArrival::Invalid);
+    }
+
+    #[test]
+    fn endgame_duplicates_and_cancels() {
+        let mut p = picker(1);
+        let mut a = Vec::new();
+        p.pick(1, PeerPieces::All, None, 100, &mut a);
+        assert_eq!(a.len(), 4);
+        let mut b = Vec::new();
+        p.pick(2, PeerPieces::All, None, 100, &mut b);
+        assert_eq!(b.len(), 4, "endgame requests the same blocks from peer 2");
+        let mut again = Vec::new();
+        p.pick(2, PeerPieces::All, None, 100, &mut again);
+        assert!(again.is_empty(), "never the same block twice from one peer");
+        assert_eq!(
+            p.block_received(2, 0, 0, 16 * KIB),
+            BlockArrival::New {
+                complete: false,
+                cancel: vec![1]
+            }
+        );
+    }
+
+    #[test]
+    fn failed_hash_reports_senders_and_restarts() {
+        let mut p = picker(1);
+        let mut out = Vec::new();
+        p.pick(1, PeerPieces::All, None, 2, &mut out);
+        p.pick(2, PeerPieces::All, None, 2, &mut out);
+        for (i, r) in out.iter().enumerate() {
+            let from = if i < 2 { 1 } else { 2 };
+            p.block_received(from, r.index, r.begin, r.length);
+        }
+        assert_eq!(p.piece_checked(0, false), vec![1, 1, 2, 2]);
+        out.clear();
+        p.pick(3, PeerPieces::All, None, 100, &mut out);
+        assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn max_partials_limits_new_pieces() {
+        let mut p = picker(10);
+        p.set_max_partials(2);
+        let mut out = Vec::new();
+        p.pick(1, PeerPieces::All, None, 100, &mut out);
+        let pieces: BTreeSet<u32> = out.iter().map(|r| r.index).collect();
+        assert_eq!(pieces.len(), 2);
+    }
+
+    #[test]
+    fn skip_priority_is_never_picked_nor_interesting() {
+        let mut p = picker(3);
+        p.set_priority(0, PRIORITY_SKIP);
+        p.set_priority(2, PRIORITY_SKIP);
+        let mut only0 = Bitfield::new(3);
+        only0.set(0);
+        assert!(!p.is_interesting(PeerPieces::Some(&only0)));
+        let mut out = Vec::new();
+        p.pick(1, PeerPieces::All, None, 100, &mut out);
+        assert!(out.iter().all(|r| r.index == 1));
+        assert_eq!(p.wanted_missing(), 1);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Pick { peer: u32, max: usize },
+        Deliver { nth: usize, from_other: bool },
+        Drop { nth: usize },
+        Check { ok: bool },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u32..4, 1usize..20).prop_map(|(peer, max)| Op::Pick { peer, max }),
+            (any::<usize>(), any::<bool>())
+                .prop_map(|(nth, from_other)| Op::Deliver { nth, from_other }),
+            any::<usize>().prop_map(|nth| Op::Drop { nth }),
+            any::<bool>().prop_map(|ok| Op::Check { ok }),
+        ]
+    }
+
+    proptest! {
+        /// Whatever happens, the picker never asks for a piece we have, never
+        /// gives one peer the same block twice, and keeps its counts sane.
+        #[test]
+        fn invariants_hold(pieces in 1u32..12, ops in proptest::collection::vec(op(), 0..200)) {
+            let total = u64::from(pieces) * 40 * 1024 - 5;
+            let mut p = Picker::new(pieces, 40 * 1024, total, 7);
+            let mut outstanding: Vec<(PeerKey, BlockRequest)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Pick { peer, max } => {
+                        let mut out = Vec::new();
+                        p.pick(peer, PeerPieces::All, None, max, &mut out);
+                        prop_assert!(out.len() <= max);
+                        for r in out {
+                            prop_assert!(!p.has_piece(r.index));
+                            prop_assert!(!outstanding.contains(&(peer, r)), "block requested twice from one peer");
+                            outstanding.push((peer, r));
+                        }
+                    }
+                    Op::Deliver { nth, from_other } => {
+                        if outstanding.is_empty() { continue; }
+                        let (peer, r) = outstanding.remove(nth % outstanding.len());
+                        let from = if from_other { peer + 100 } else { peer };
+                        if let BlockArrival::New { cancel, .. } = p.block_received(from, r.index, r.begin, r.length) {
+                            outstanding.retain(|(op, or)| !(or == &r && cancel.contains(op)));
+                        }
+                    }
+                    Op::Drop { nth } => {
+                        if outstanding.is_empty() { continue; }
+                        let (peer, r) = outstanding.remove(nth % outstanding.len());
+                        p.request_dropped(peer, r.index, r.begin, r.length);
+                    }
+                    Op::Check { ok } => {
+                        if let Some(&piece) = p.verifying.iter().next() {
+                            p.piece_checked(piece, ok);
+                        }
+                    }
+                }
+                for (piece, part) in &p.partials {
+                    let free = part.blocks.iter().filter(|b| **b == Block::Free).count() as u32;
+                    let recv = part.blocks.iter().filter(|b| **b == Block::Received).count() as u32;
+                    prop_assert_eq!(free, part.free);
+                    prop_assert_eq!(recv, part.received);
+                    prop_assert!(!p.have.get(*piece));
+                    prop_assert!(!p.candidates.contains(&p.key(*piece)));
+                }
+            }
+        }
+
+        /// Delivering every request eventually downloads every wanted piece.
+        #[test]
+        fn everything_is_eventually_picked(pieces in 1u32..40, max_partials in 1usize..6, seed in any::<u64>()) {
+            let total = u64::from(pieces) * 32 * 1024 - 1;
+            let mut p = Picker::new(pieces, 32 * 1024, total, seed);
+            p.set_max_partials(max_partials);
+            let mut rounds = 0;
+            while !p.is_complete() {
+                rounds += 1;
+                prop_assert!(rounds < 10_000);
+                let mut out = Vec::new();
+                p.pick(1, PeerPieces::All, None, 7, &mut out);
+                for r in out {
+                    if let BlockArrival::New { complete: true, .. } = p.block_received(1, r.index, r.begin, r.length) {
+                        p.piece_checked(r.index, true);
+                    }
+                }
+            }
+            prop_assert!(p.have().all());
+        }
+    }
+}
