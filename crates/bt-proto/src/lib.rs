@@ -6,7 +6,9 @@
 //! enforces explicit size and depth limits and returns a typed error instead
 //! of panicking.
 
+pub mod bencode;
 pub mod bitfield;
+pub mod metainfo;
 pub mod wire;
 
 mod ids;
