@@ -8,10 +8,17 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod extension;
+pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
+pub mod tracker;
 pub mod wire;
 
 mod ids;
+mod percent;
 
 pub use bitfield::{Bitfield, BitfieldError};
 pub use ids::{InfoHash, ParseInfoHashError, PeerId};
+pub use magnet::{Magnet, MagnetError};
+pub use metainfo::{FileEntry, Info, Metainfo, MetainfoError};

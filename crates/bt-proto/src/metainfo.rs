@@ -233,7 +233,7 @@ impl Info {
             None => return Err(MetainfoError::Missing("pieces")),
             Some(v) => v.as_bytes().ok_or(MetainfoError::WrongType("pieces"))?,
         };
-        if raw_pieces.len() % 20 != 0 {
+        if !raw_pieces.len().is_multiple_of(20) {
             return Err(MetainfoError::PiecesNotMultipleOf20(raw_pieces.len()));
         }
 
