@@ -362,8 +362,18 @@ impl Storage {
             Access::Read => File::open(&path).map_err(|e| StoreError::io("opening", &path, e)),
             Access::Write => {
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| StoreError::io("creating", parent, e))?;
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        // EEXIST from create_dir_all: some ancestor exists
+                        // but is not a folder.
+                        if e.kind() == io::ErrorKind::AlreadyExists {
+                            StoreError::NotADirectory {
+                                action: "creating",
+                                path: path.clone(),
+                            }
+                        } else {
+                            StoreError::io("creating", parent, e)
+                        }
+                    })?;
                 }
                 let f = OpenOptions::new()
                     .read(true)
