@@ -1,7 +1,8 @@
 //! Torrent pieces on disk.
 //!
 //! The disk side of the engine, all synchronous `std` code: the engine calls
-//! it from a bounded blocking pool, never from async threads.
+//! it from a bounded blocking pool, never from async threads. Unix only
+//! (`pread`/`pwritev`, `fdatasync`, mtimes in nanoseconds).
 //!
 //! - [`layout`]: pieces ↔ files arithmetic ([`Layout`], [`Layout::spans`]).
 //! - [`sanitize`]: hostile torrent names → safe relative paths; a torrent can

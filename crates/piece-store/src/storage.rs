@@ -246,9 +246,15 @@ impl Storage {
                 still_dirty.insert(file);
                 continue;
             }
-            if let Err(e) = self.sync_file(file) {
-                still_dirty.insert(file);
-                failed = Some(e);
+            match self.sync_file(file) {
+                Ok(()) => {}
+                // Deleted behind our back: nothing left to make durable,
+                // and the next checkpoint records it as missing.
+                Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    still_dirty.insert(file);
+                    failed = Some(e);
+                }
             }
         }
         self.lock_handles().dirty.extend(still_dirty);
@@ -345,14 +351,22 @@ impl Storage {
                 h.open.remove(&oldest);
             }
         }
-        h.open.insert(
-            file,
-            OpenFile {
-                file: opened.clone(),
-                writable: matches!(access, Access::Write),
-                last_used: now,
-            },
-        );
+        let writable = matches!(access, Access::Write);
+        match h.open.get_mut(&file) {
+            // Another thread raced us here with a writable handle: keep it,
+            // or the next write would have to reopen.
+            Some(slot) if slot.writable && !writable => slot.last_used = now,
+            _ => {
+                h.open.insert(
+                    file,
+                    OpenFile {
+                        file: opened.clone(),
+                        writable,
+                        last_used: now,
+                    },
+                );
+            }
+        }
         Ok(opened)
     }
 
@@ -681,6 +695,29 @@ mod tests {
         assert_eq!(std::fs::metadata(store.file_path(1)).unwrap().len(), 0);
         assert!(!store.file_path(0).exists());
         assert!(!store.file_path(2).exists());
+    }
+
+    #[test]
+    fn storage_is_shareable_across_the_disk_pool() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Storage>();
+        assert_send_sync::<Layout>();
+    }
+
+    #[test]
+    fn sync_survives_a_deleted_file() {
+        let layout = layout(&[(4, false), (4, false)], 4);
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StorageOptions {
+            max_open_files: 1,
+            ..StorageOptions::default()
+        };
+        let store = Storage::open(dir.path(), layout, opts).unwrap();
+        store.write(0, 0, &[1; 4]).unwrap();
+        store.write(1, 0, &[2; 4]).unwrap(); // evicts file 0's handle
+        std::fs::remove_file(store.file_path(0)).unwrap();
+        store.sync().unwrap();
+        assert!(store.lock_handles().dirty.is_empty());
     }
 
     #[test]

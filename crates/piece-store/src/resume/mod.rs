@@ -425,6 +425,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn journal_can_move_to_the_disk_pool() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Journal>();
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<ResumeStore>();
+    }
+
     /// The v1 writers must keep producing exactly the frozen fixtures
     /// (tests/fixtures/README.md). When v2 arrives this test moves to the
     /// v2 fixtures; tests/resume.rs keeps loading the v1 ones.
