@@ -87,7 +87,8 @@ def main():
         atp.ti = lt.torrent_info(cfg["torrent"])
     atp.save_path = cfg["save_path"]
     flags = atp.flags
-    flags &= ~lt.torrent_flags.auto_managed
+    # default_flags include `paused` (the auto-manager would start it); we manage it ourselves.
+    flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
     flags |= lt.torrent_flags.disable_pex | lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
     if not cfg.get("announce", True):
         # Drop the .torrent's / magnet's trackers: this peer is reachable only by address.

@@ -152,7 +152,15 @@ pub fn compare_trees(expected_root: &Path, actual_root: &Path) -> Result<(), Str
         ));
     }
     for rel in &exp {
-        let (e, a) = (expected_root.join(rel), actual_root.join(rel));
+        // An empty `rel` means the roots are files; join("") would append a slash.
+        let join = |root: &Path| {
+            if rel.as_os_str().is_empty() {
+                root.to_path_buf()
+            } else {
+                root.join(rel)
+            }
+        };
+        let (e, a) = (join(expected_root), join(actual_root));
         compare_files(&e, &a)?;
     }
     Ok(())

@@ -27,13 +27,15 @@ use std::time::{Duration, Instant};
 pub const KEEP_ENV: &str = "TEST_SWARM_KEEP";
 
 /// Shell watchdog: $1 = pid of the test process, $2 = file with one pgid per line.
+/// (`kill -s KILL -- -PGID` is the spelling dash's builtin accepts; `kill -KILL --`
+/// is rejected by it.)
 /// It exits quietly when the list file disappears (normal teardown), and kills the
 /// listed groups when the test process is gone.
 const WATCHDOG_SH: &str = r#"
 parent=$1; list=$2
 while [ -e "$list" ] && kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
 [ -e "$list" ] || exit 0
-while read -r pg _; do [ -n "$pg" ] && kill -KILL -- "-$pg" 2>/dev/null; done < "$list"
+while read -r pg _; do [ -n "$pg" ] && kill -s KILL -- "-$pg" 2>/dev/null; done < "$list"
 rm -f "$list"
 "#;
 

@@ -100,6 +100,11 @@ impl Tracker {
         self.addr
     }
 
+    /// Process id (= process group id) of opentracker.
+    pub fn pid(&self) -> u32 {
+        self.proc.lock().unwrap_or_else(|e| e.into_inner()).pid()
+    }
+
     /// Whitelists another info-hash (hex) and waits until opentracker accepts it.
     pub fn allow(&self, info_hash_hex: &str) {
         let h = info_hash_hex.to_ascii_lowercase();
