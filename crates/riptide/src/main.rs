@@ -1,1 +1,49 @@
-fn main() {}
+//! The `riptide` command: the server and its command-line tools.
+
+mod commands;
+mod units;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "riptide",
+    version,
+    about = "Riptide: a torrent media server that streams while it downloads"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download a torrent (a .torrent file or a magnet link) into a folder.
+    Download(commands::download::Args),
+    /// Print what a .torrent file contains.
+    Info(commands::info::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RIPTIDE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Download(args) => commands::download::run(args),
+        Command::Info(args) => commands::info::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the context chain joined, as the user sees it.
+            eprintln!("riptide: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

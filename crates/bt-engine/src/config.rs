@@ -1,0 +1,70 @@
+//! Session settings, read once at start and passed down as typed values.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Address for the peer listener and outgoing connections.
+    pub bind_ip: IpAddr,
+    /// Peer listen port; 0 picks a free one.
+    pub listen_port: u16,
+    /// Where resume data and cached metadata live; `None` disables resume.
+    pub resume_dir: Option<PathBuf>,
+    /// Connections per torrent.
+    pub max_peers_per_torrent: usize,
+    /// Connections in the whole session.
+    pub max_connections: usize,
+    /// Outgoing connections that may be connecting at once.
+    pub max_half_open: usize,
+    /// Regular upload slots per torrent (plus always-unchoked local peers).
+    pub upload_slots: usize,
+    /// Memory for pieces being assembled, across one torrent.
+    pub piece_buffer_budget: usize,
+    /// Concurrent disk jobs (hash + write, reads for upload).
+    pub disk_jobs: usize,
+    /// Our advertised request queue length (BEP 10 `reqq`).
+    pub reqq: u32,
+    /// Upper bound on our request pipeline to one peer.
+    pub max_requests_per_peer: usize,
+    /// Seconds of transfer to keep in flight per peer (libtorrent: 3 s).
+    pub request_queue_time: Duration,
+    /// How often resume data is checkpointed while downloading.
+    pub checkpoint_interval: Duration,
+    pub connect_timeout: Duration,
+    pub handshake_timeout: Duration,
+    /// Close a connection that sent nothing for this long.
+    pub peer_timeout: Duration,
+    pub tracker_timeout: Duration,
+    /// Always unchoke peers on loopback and private networks.
+    pub unchoke_local_peers: bool,
+    /// Client name sent in the extension handshake.
+    pub client_name: String,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            listen_port: 0,
+            resume_dir: None,
+            max_peers_per_torrent: 100,
+            max_connections: 500,
+            max_half_open: 32,
+            upload_slots: 8,
+            piece_buffer_budget: 32 * 1024 * 1024,
+            disk_jobs: 4,
+            reqq: 2000,
+            max_requests_per_peer: 500,
+            request_queue_time: Duration::from_secs(3),
+            checkpoint_interval: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            peer_timeout: Duration::from_secs(120),
+            tracker_timeout: Duration::from_secs(15),
+            unchoke_local_peers: true,
+            client_name: concat!("Riptide ", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}

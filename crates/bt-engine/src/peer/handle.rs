@@ -1,0 +1,638 @@
+//! Reacting to a peer's messages and filling its request pipeline, under
+//! the torrent lock. Nothing here awaits or touches the disk: data to
+//! verify goes back to the connection task in `PeerLocal::completed`.
+
+use super::{EXT_UT_METADATA, ExtState, PeerError, PeerHave, PeerLocal, UploadRead};
+use crate::picker::{BlockArrival, PeerKey, PeerPieces};
+use crate::torrent::TorrentState;
+use bt_proto::Bitfield;
+use bt_proto::extension::ExtendedHandshake;
+use bt_proto::metadata::{METADATA_PIECE_SIZE, MetadataMsg};
+use bt_proto::wire::{BLOCK_SIZE, BlockRequest, MAX_REQUEST_LEN, Message};
+use std::time::{Duration, Instant};
+
+/// A peer that has not told us `reqq` gets at most this many requests
+/// (the value BEP 10 suggests; some clients drop requests beyond it).
+const DEFAULT_PEER_REQQ: u32 = 250;
+/// HAVEs kept for a peer while we wait for metadata.
+const MAX_PENDING_HAVES: usize = 100_000;
+/// Allowed-fast pieces remembered per peer.
+const MAX_ALLOWED_FAST: usize = 32;
+/// Outstanding ut_metadata requests per peer (libtorrent uses 2).
+const METADATA_REQUESTS_PER_PEER: usize = 2;
+const METADATA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl TorrentState {
+    /// First messages after the handshake: what we have, and our
+    /// extension handshake.
+    pub(crate) fn peer_greeting(&mut self, key: PeerKey, local: &mut PeerLocal) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.haves_sent = self.completed_log.len();
+        if peer.extensions {
+            let mut m = std::collections::BTreeMap::new();
+            m.insert("ut_metadata".to_string(), EXT_UT_METADATA);
+            let hs = ExtendedHandshake {
+                m,
+                v: Some(self.config.client_name.clone()),
+                p: Some(self.listen_port),
+                reqq: Some(self.config.reqq),
+                metadata_size: self.meta.as_ref().map(|m| m.info_bytes.len() as u32),
+                yourip: Some(match peer.addr.ip() {
+                    std::net::IpAddr::V4(ip) => ip.octets().to_vec(),
+                    std::net::IpAddr::V6(ip) => ip.octets().to_vec(),
+                }),
+                upload_only: false,
+            };
+            let payload = hs.encode();
+            local.send(&Message::Extended {
+                id: 0,
+                payload: &payload,
+            });
+        }
+        let fast = peer.fast;
+        send_have_state(self.meta.as_ref().map(|m| m.picker.have()), fast, local);
+    }
+
+    pub(crate) fn on_message(
+        &mut self,
+        key: PeerKey,
+        msg: Message<'_>,
+        local: &mut PeerLocal,
+    ) -> Result<(), PeerError> {
+        let now = Instant::now();
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return Err(PeerError::Closed("unregistered"));
+        };
+        peer.last_received = now;
+        match msg {
+            Message::KeepAlive
+            | Message::Port(_)
+            | Message::Suggest(_)
+            | Message::Unknown { .. } => {}
+            Message::Choke => {
+                peer.peer_choking = true;
+                self.drop_outstanding(key, true);
+            }
+            Message::Unchoke => peer.peer_choking = false,
+            Message::Interested => {
+                peer.peer_interested = true;
+                self.unchoke_if_slot_free(key);
+            }
+            Message::NotInterested => peer.peer_interested = false,
+            Message::Have(i) => self.on_have(key, i)?,
+            Message::Bitfield(bytes) => self.on_bitfield(key, bytes)?,
+            Message::HaveAll => self.on_have_all(key),
+            Message::HaveNone => {
+                if let Some(meta) = &self.meta {
+                    peer.have = PeerHave::Bits(Bitfield::new(meta.picker.num_pieces()));
+                } else {
+                    peer.have = PeerHave::Pending {
+                        bitfield: None,
+                        have_all: false,
+                        haves: Vec::new(),
+                    };
+                }
+            }
+            Message::Request(r) => self.on_request(key, r, local)?,
+            Message::Cancel(r) => {
+                if let Some(pos) = local.uploads.iter().position(|u| *u == r) {
+                    local.uploads.remove(pos);
+                    if peer.fast {
+                        local.send(&Message::Reject(r));
+                    }
+                }
+            }
+            Message::Reject(r) => {
+                if let Some(pos) = peer.outstanding.iter().position(|(o, _)| *o == r) {
+                    peer.outstanding.remove(pos);
+                    if let Some(meta) = &mut self.meta {
+                        meta.picker.request_dropped(key, r.index, r.begin, r.length);
+                    }
+                }
+            }
+            Message::AllowedFast(i) => {
+                let valid = self.meta.as_ref().is_none_or(|m| i < m.picker.num_pieces());
+                if valid
+                    && peer.allowed_fast.len() < MAX_ALLOWED_FAST
+                    && !peer.allowed_fast.contains(&i)
+                {
+                    peer.allowed_fast.push(i);
+                }
+            }
+            Message::Piece { index, begin, data } => {
+                self.on_block(key, index, begin, data, local)?
+            }
+            Message::Extended { id, payload } => self.on_extended(key, id, payload, local)?,
+        }
+        Ok(())
+    }
+
+    fn on_have(&mut self, key: PeerKey, i: u32) -> Result<(), PeerError> {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        let Some(meta) = &mut self.meta else {
+            if let PeerHave::Pending { haves, .. } = &mut peer.have {
+                if haves.len() < MAX_PENDING_HAVES {
+                    haves.push(i);
+                }
+            }
+            return Ok(());
+        };
+        if i >= meta.picker.num_pieces() {
+            return Err(PeerError::Protocol("HAVE for a piece past the end"));
+        }
+        let bits = match &mut peer.have {
+            PeerHave::All => return Ok(()),
+            PeerHave::Bits(b) => b,
+            pending @ PeerHave::Pending { .. } => {
+                *pending = PeerHave::Bits(Bitfield::new(meta.picker.num_pieces()));
+                let PeerHave::Bits(b) = pending else {
+                    unreachable!()
+                };
+                b
+            }
+        };
+        if bits.set(i) {
+            meta.picker.peer_has(i);
+            if !peer.am_interested
+                && !meta.picker.has_piece(i)
+                && meta.picker.priority(i) != crate::picker::PRIORITY_SKIP
+                && !self.paused
+            {
+                peer.am_interested = true;
+                peer.outbox.interest_changed = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_bitfield(&mut self, key: PeerKey, bytes: &[u8]) -> Result<(), PeerError> {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        let Some(meta) = &mut self.meta else {
+            peer.have = PeerHave::Pending {
+                bitfield: Some(bytes.to_vec()),
+                have_all: false,
+                haves: Vec::new(),
+            };
+            return Ok(());
+        };
+        let bits = Bitfield::from_bytes(bytes, meta.picker.num_pieces())
+            .map_err(|_| PeerError::Protocol("bitfield does not match the piece count"))?;
+        Self::forget_have(&mut meta.picker, &peer.have);
+        if bits.all() {
+            meta.picker.peer_seed();
+            peer.have = PeerHave::All;
+        } else {
+            meta.picker.peer_bitfield(&bits);
+            peer.have = PeerHave::Bits(bits);
+        }
+        self.update_interest(key);
+        Ok(())
+    }
+
+    fn on_have_all(&mut self, key: PeerKey) {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        match &mut self.meta {
+            Some(meta) => {
+                Self::forget_have(&mut meta.picker, &peer.have);
+                meta.picker.peer_seed();
+                peer.have = PeerHave::All;
+            }
+            None => {
+                peer.have = PeerHave::Pending {
+                    bitfield: None,
+                    have_all: true,
+                    haves: Vec::new(),
+                }
+            }
+        }
+        self.update_interest(key);
+    }
+
+    /// Removes a peer's earlier contribution to availability before it is
+    /// replaced (a second BITFIELD, or HAVE_ALL after HAVEs).
+    pub(crate) fn forget_have(picker: &mut crate::picker::Picker, have: &PeerHave) {
+        match have {
+            PeerHave::All => picker.peer_gone(PeerPieces::All),
+            PeerHave::Bits(b) => picker.peer_gone(PeerPieces::Some(b)),
+            PeerHave::Pending { .. } => {}
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        key: PeerKey,
+        r: BlockRequest,
+        local: &mut PeerLocal,
+    ) -> Result<(), PeerError> {
+        if r.length == 0 || r.length > MAX_REQUEST_LEN {
+            return Err(PeerError::Protocol(
+                "request length is zero or over 128 KiB",
+            ));
+        }
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        let servable = self.meta.as_ref().is_some_and(|m| {
+            m.picker.has_piece(r.index)
+                && u64::from(r.begin) + u64::from(r.length)
+                    <= u64::from(m.picker.piece_size(r.index))
+        });
+        let accept =
+            servable && !peer.am_choking && local.uploads.len() < self.config.reqq as usize;
+        if accept {
+            local.uploads.push_back(r);
+        } else if peer.fast {
+            local.send(&Message::Reject(r));
+        }
+        Ok(())
+    }
+
+    fn on_block(
+        &mut self,
+        key: PeerKey,
+        index: u32,
+        begin: u32,
+        data: &[u8],
+        local: &mut PeerLocal,
+    ) -> Result<(), PeerError> {
+        let now = Instant::now();
+        let len = data.len() as u32;
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        if let Some(pos) = peer
+            .outstanding
+            .iter()
+            .position(|(r, _)| r.index == index && r.begin == begin)
+        {
+            peer.outstanding.remove(pos);
+        }
+        peer.last_block_at = now;
+        peer.snubbed = false;
+        peer.down.add(u64::from(len));
+        if peer.slow_start {
+            peer.queue_depth =
+                (peer.queue_depth + 1).min(max_depth(self.config.max_requests_per_peer, peer.reqq));
+        }
+        self.down.add(u64::from(len));
+        let Some(meta) = &mut self.meta else {
+            self.wasted += u64::from(len);
+            return Ok(());
+        };
+        match meta.picker.block_received(key, index, begin, len) {
+            BlockArrival::Invalid => {
+                self.wasted += u64::from(len);
+                return Err(PeerError::Protocol(
+                    "PIECE with an invalid offset or length",
+                ));
+            }
+            BlockArrival::NotNeeded => self.wasted += u64::from(len),
+            BlockArrival::New { complete, cancel } => {
+                let piece_length = meta.picker.piece_size(0) as usize;
+                let pool = &mut meta.pool;
+                let buf = meta
+                    .buffers
+                    .entry(index)
+                    .or_insert_with(|| pool.pop().unwrap_or_else(|| vec![0u8; piece_length]));
+                buf[begin as usize..(begin + len) as usize].copy_from_slice(data);
+                meta.ip_of.insert(key, self.peers[&key].addr.ip());
+                let r = BlockRequest {
+                    index,
+                    begin,
+                    length: len,
+                };
+                for other in cancel {
+                    if let Some(op) = self.peers.get_mut(&other) {
+                        if let Some(pos) = op.outstanding.iter().position(|(o, _)| *o == r) {
+                            op.outstanding.remove(pos);
+                            op.outbox.cancels.push(r);
+                            op.wake();
+                        }
+                    }
+                }
+                if complete {
+                    let buf = meta.buffers.remove(&index).expect("buffer just used");
+                    local.completed.push((index, buf));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_extended(
+        &mut self,
+        key: PeerKey,
+        id: u8,
+        payload: &[u8],
+        local: &mut PeerLocal,
+    ) -> Result<(), PeerError> {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        if id == 0 {
+            let Ok(hs) = ExtendedHandshake::decode(payload) else {
+                return Err(PeerError::Protocol("malformed extension handshake"));
+            };
+            // BEP 10: later handshakes update, they do not replace.
+            let ext = peer.ext.get_or_insert(ExtState {
+                ut_metadata: None,
+                metadata_size: None,
+                client: None,
+            });
+            if let Some(&m) = hs.m.get("ut_metadata") {
+                ext.ut_metadata = (m != 0).then_some(m);
+            }
+            if hs.metadata_size.is_some() {
+                ext.metadata_size = hs.metadata_size;
+            }
+            if hs.v.is_some() {
+                ext.client = hs.v.clone();
+            }
+            if let Some(q) = hs.reqq.filter(|&q| q > 0) {
+                peer.reqq = Some(q);
+            }
+            if let (None, Some(size)) = (&self.meta, ext.metadata_size) {
+                self.metadata_size_hint(size);
+            }
+            return Ok(());
+        }
+        if id != EXT_UT_METADATA {
+            return Ok(());
+        }
+        let msg = MetadataMsg::decode(payload)
+            .map_err(|_| PeerError::Protocol("malformed ut_metadata message"))?;
+        match msg {
+            MetadataMsg::Request { piece } => {
+                let their_id = peer.ext.as_ref().and_then(|e| e.ut_metadata);
+                let Some(their_id) = their_id else {
+                    return Ok(());
+                };
+                let reply = match &self.meta {
+                    Some(meta)
+                        if !self.private
+                            && (piece as usize) * METADATA_PIECE_SIZE < meta.info_bytes.len() =>
+                    {
+                        let start = piece as usize * METADATA_PIECE_SIZE;
+                        let end = (start + METADATA_PIECE_SIZE).min(meta.info_bytes.len());
+                        MetadataMsg::Data {
+                            piece,
+                            total_size: meta.info_bytes.len() as u32,
+                            data: meta.info_bytes[start..end].to_vec(),
+                        }
+                    }
+                    _ => MetadataMsg::Reject { piece },
+                };
+                local.send(&Message::Extended {
+                    id: their_id,
+                    payload: &reply.encode(),
+                });
+            }
+            MetadataMsg::Data { piece, data, .. } => {
+                peer.metadata_requests.retain(|(p, _)| *p != piece);
+                self.metadata_piece(piece, &data);
+            }
+            MetadataMsg::Reject { piece } => {
+                peer.metadata_requests.retain(|(p, _)| *p != piece);
+                if let Some(ext) = &mut peer.ext {
+                    // It does not have the metadata: stop asking this peer.
+                    ext.ut_metadata = None;
+                }
+                if let Some(f) = &mut self.metadata {
+                    f.requested.remove(&piece);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Upload data came back from disk.
+    pub(crate) fn upload_done(
+        &mut self,
+        key: PeerKey,
+        read: UploadRead,
+        local: &mut PeerLocal,
+    ) -> Result<(), PeerError> {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return Err(PeerError::Closed("unregistered"));
+        };
+        let data = match read.data {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading upload data failed");
+                if peer.fast {
+                    for r in &read.requests {
+                        local.send(&Message::Reject(*r));
+                    }
+                }
+                return Ok(());
+            }
+        };
+        let mut at = 0usize;
+        for r in &read.requests {
+            let len = r.length as usize;
+            if peer.am_choking {
+                if peer.fast {
+                    local.send(&Message::Reject(*r));
+                }
+            } else {
+                local.send(&Message::Piece {
+                    index: r.index,
+                    begin: r.begin,
+                    data: &data[at..at + len],
+                });
+                peer.up.add(len as u64);
+                self.up.add(len as u64);
+            }
+            at += len;
+        }
+        Ok(())
+    }
+
+    /// Turns the peer's outbox and our pipeline needs into bytes to send.
+    pub(crate) fn service_peer(
+        &mut self,
+        key: PeerKey,
+        local: &mut PeerLocal,
+    ) -> Result<(), PeerError> {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return Err(PeerError::Closed("unregistered"));
+        };
+        if let Some(reason) = peer.outbox.disconnect.take() {
+            return Err(PeerError::Closed(reason));
+        }
+        if std::mem::take(&mut peer.outbox.send_bitfield) {
+            send_have_state(
+                self.meta.as_ref().map(|m| m.picker.have()),
+                peer.fast,
+                local,
+            );
+            peer.haves_sent = self.completed_log.len();
+        }
+        if std::mem::take(&mut peer.outbox.choke_changed) {
+            if peer.am_choking {
+                local.send(&Message::Choke);
+                for r in local.uploads.drain(..) {
+                    if peer.fast {
+                        Message::Reject(r).encode(&mut local.wbuf);
+                    }
+                }
+            } else {
+                local.send(&Message::Unchoke);
+            }
+        }
+        if std::mem::take(&mut peer.outbox.interest_changed) {
+            local.send(if peer.am_interested {
+                &Message::Interested
+            } else {
+                &Message::NotInterested
+            });
+        }
+        for r in peer.outbox.cancels.drain(..) {
+            Message::Cancel(r).encode(&mut local.wbuf);
+        }
+        if std::mem::take(&mut peer.outbox.keepalive) && local.wbuf.len() == local.wpos {
+            local.send(&Message::KeepAlive);
+        }
+        while peer.haves_sent < self.completed_log.len() {
+            let piece = self.completed_log[peer.haves_sent];
+            peer.haves_sent += 1;
+            Message::Have(piece).encode(&mut local.wbuf);
+        }
+        self.request_metadata(key, local);
+        self.fill_requests(key, local);
+        Ok(())
+    }
+
+    fn fill_requests(&mut self, key: PeerKey, local: &mut PeerLocal) {
+        let TorrentState {
+            peers,
+            meta,
+            paused,
+            scratch,
+            config,
+            ..
+        } = self;
+        let (Some(peer), Some(meta)) = (peers.get_mut(&key), meta.as_mut()) else {
+            return;
+        };
+        if *paused || !peer.am_interested {
+            return;
+        }
+        let choked = peer.peer_choking;
+        if choked && peer.allowed_fast.is_empty() {
+            return;
+        }
+        let depth = if peer.snubbed {
+            1
+        } else {
+            peer.queue_depth
+                .min(max_depth(config.max_requests_per_peer, peer.reqq))
+        };
+        if peer.outstanding.len() >= depth {
+            return;
+        }
+        let view = match &peer.have {
+            PeerHave::All => PeerPieces::All,
+            PeerHave::Bits(b) => PeerPieces::Some(b),
+            PeerHave::Pending { .. } => return,
+        };
+        let allowed = if choked {
+            Some(peer.allowed_fast.as_slice())
+        } else {
+            None
+        };
+        scratch.clear();
+        meta.picker
+            .pick(key, view, allowed, depth - peer.outstanding.len(), scratch);
+        let now = Instant::now();
+        for r in scratch.drain(..) {
+            Message::Request(r).encode(&mut local.wbuf);
+            peer.outstanding.push_back((r, now));
+        }
+    }
+
+    fn request_metadata(&mut self, key: PeerKey, local: &mut PeerLocal) {
+        let TorrentState {
+            peers, metadata, ..
+        } = self;
+        let (Some(peer), Some(fetch)) = (peers.get_mut(&key), metadata.as_mut()) else {
+            return;
+        };
+        let Some(their_id) = peer.ext.as_ref().and_then(|e| e.ut_metadata) else {
+            return;
+        };
+        let now = Instant::now();
+        peer.metadata_requests
+            .retain(|(_, at)| now.duration_since(*at) < METADATA_REQUEST_TIMEOUT);
+        while peer.metadata_requests.len() < METADATA_REQUESTS_PER_PEER {
+            let Some(piece) = fetch.next_request(now) else {
+                break;
+            };
+            peer.metadata_requests.push((piece, now));
+            local.send(&Message::Extended {
+                id: their_id,
+                payload: &MetadataMsg::Request { piece }.encode(),
+            });
+        }
+    }
+
+    /// Returns every request outstanding at `key` to the picker.
+    pub(crate) fn drop_outstanding(&mut self, key: PeerKey, keep_allowed_fast: bool) {
+        let TorrentState { peers, meta, .. } = self;
+        let Some(peer) = peers.get_mut(&key) else {
+            return;
+        };
+        let allowed = std::mem::take(&mut peer.allowed_fast);
+        peer.outstanding.retain(|(r, _)| {
+            let keep = keep_allowed_fast && allowed.contains(&r.index);
+            if !keep {
+                if let Some(meta) = meta.as_mut() {
+                    meta.picker.request_dropped(key, r.index, r.begin, r.length);
+                }
+            }
+            keep
+        });
+        peer.allowed_fast = allowed;
+    }
+
+    /// Recomputes whether we want something from this peer.
+    pub(crate) fn update_interest(&mut self, key: PeerKey) {
+        let TorrentState {
+            peers,
+            meta,
+            paused,
+            ..
+        } = self;
+        let (Some(peer), Some(meta)) = (peers.get_mut(&key), meta.as_ref()) else {
+            return;
+        };
+        let interesting = !*paused
+            && match &peer.have {
+                PeerHave::All => meta.picker.is_interesting(PeerPieces::All),
+                PeerHave::Bits(b) => meta.picker.is_interesting(PeerPieces::Some(b)),
+                PeerHave::Pending { .. } => false,
+            };
+        if interesting != peer.am_interested {
+            peer.am_interested = interesting;
+            peer.outbox.interest_changed = true;
+            peer.wake();
+        }
+    }
+}
+
+fn send_have_state(have: Option<&Bitfield>, fast: bool, local: &mut PeerLocal) {
+    match have {
+        Some(h) if h.all() && fast => local.send(&Message::HaveAll),
+        Some(h) if !h.none() => local.send(&Message::Bitfield(h.as_bytes())),
+        _ if fast => local.send(&Message::HaveNone),
+        _ => {}
+    }
+}
+
+/// Pipeline ceiling for a peer: our own cap, and the peer's `reqq`.
+pub(crate) fn max_depth(ours: usize, reqq: Option<u32>) -> usize {
+    ours.min(reqq.unwrap_or(DEFAULT_PEER_REQQ) as usize).max(1)
+}
+
+/// Requests that move `rate` bytes/s for `secs` seconds, as libtorrent sizes
+/// its pipeline.
+pub(crate) fn depth_for_rate(rate: u64, secs: f64, cap: usize) -> usize {
+    let blocks = (rate as f64 * secs / f64::from(BLOCK_SIZE)).ceil() as usize;
+    blocks.clamp(2, cap)
+}

@@ -1,0 +1,239 @@
+//! `riptide download`: fetch one torrent into a folder, show progress, exit
+//! once every byte is verified on disk (or keep seeding with `--seed`).
+
+use crate::units;
+use anyhow::{Context, bail};
+use bt_engine::{AddTorrent, Session, SessionConfig, TorrentStats, TorrentStatus};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A .torrent file or a magnet link.
+    torrent: String,
+    /// Folder to download into; the content goes to OUT/<torrent name>.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Port to listen on for peers (default: 6881, or a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Local address to use for peer connections.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// Connect to this peer too (repeatable).
+    #[arg(long = "peer", value_name = "IP:PORT")]
+    peers: Vec<SocketAddr>,
+    /// Keep seeding after the download completes, until Ctrl-C.
+    #[arg(long)]
+    seed: bool,
+    /// Give up when no tracker answered and no peer connected for this many
+    /// seconds (0 = wait forever).
+    #[arg(long, default_value_t = 120)]
+    stall_timeout: u64,
+    /// Keep resume data here instead of OUT/.riptide.
+    #[arg(long)]
+    resume_dir: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let source = super::source::parse(&args.torrent)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the output folder {}", args.out.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(download(args, source))
+}
+
+async fn start_session(args: &Args) -> anyhow::Result<Session> {
+    let resume_dir = args
+        .resume_dir
+        .clone()
+        .unwrap_or_else(|| args.out.join(".riptide"));
+    let base = SessionConfig {
+        bind_ip: args.bind,
+        resume_dir: Some(resume_dir),
+        ..SessionConfig::default()
+    };
+    if let Some(port) = args.port {
+        return Ok(Session::start(SessionConfig {
+            listen_port: port,
+            ..base
+        })
+        .await?);
+    }
+    // The conventional port first, like most clients; any free one otherwise.
+    for port in 6881..=6889 {
+        if let Ok(s) = Session::start(SessionConfig {
+            listen_port: port,
+            ..base.clone()
+        })
+        .await
+        {
+            return Ok(s);
+        }
+    }
+    Ok(Session::start(SessionConfig {
+        listen_port: 0,
+        ..base
+    })
+    .await?)
+}
+
+async fn download(args: Args, source: bt_engine::TorrentSource) -> anyhow::Result<()> {
+    let session = start_session(&args).await?;
+    let handle = session
+        .add_torrent(AddTorrent {
+            source,
+            download_dir: args.out.clone(),
+            peers: args.peers.clone(),
+            paused: false,
+        })
+        .await?;
+    let bar = ProgressView::new();
+    let started = Instant::now();
+    let mut last_contact = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let done = handle.wait_complete();
+    tokio::pin!(done);
+    let outcome: anyhow::Result<bool> = loop {
+        tokio::select! {
+            r = &mut done => break r.map(|()| true).map_err(anyhow::Error::msg),
+            _ = tokio::signal::ctrl_c() => break Ok(false),
+            _ = tick.tick() => {
+                let s = handle.stats();
+                bar.update(&s);
+                if s.peers > 0 || s.tracker_ok {
+                    last_contact = Instant::now();
+                }
+                if args.stall_timeout > 0 && last_contact.elapsed() > Duration::from_secs(args.stall_timeout) {
+                    break Err(stall_error(&s, args.stall_timeout));
+                }
+            }
+        }
+    };
+    let stats = handle.stats();
+    bar.finish(&stats);
+    match outcome {
+        Err(e) => {
+            session.shutdown().await;
+            return Err(e);
+        }
+        Ok(false) => {
+            eprintln!("interrupted; progress is saved and the download resumes next time");
+            session.shutdown().await;
+            bail!("interrupted before the download completed");
+        }
+        Ok(true) => {}
+    }
+    handle.checkpoint().await;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "done: {} in {:.1}s ({}) -> {}",
+        units::bytes(stats.total_bytes),
+        secs,
+        units::rate((stats.downloaded as f64 / secs.max(0.001)) as u64),
+        stats.download_dir.join(&stats.name).display()
+    );
+    if args.seed {
+        eprintln!(
+            "seeding on port {}; press Ctrl-C to stop",
+            session.listen_addr().port()
+        );
+        let seed_bar = ProgressView::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = tick.tick() => seed_bar.update(&handle.stats()),
+            }
+        }
+        seed_bar.finish(&handle.stats());
+    }
+    session.shutdown().await;
+    Ok(())
+}
+
+fn stall_error(s: &TorrentStats, secs: u64) -> anyhow::Error {
+    match (&s.tracker_error, s.has_trackers) {
+        (Some(e), _) => anyhow::anyhow!(
+            "no tracker answered and no peer connected in {secs}s (last tracker error: {e})"
+        ),
+        (None, true) => anyhow::anyhow!("no tracker answered and no peer connected in {secs}s"),
+        (None, false) => anyhow::anyhow!(
+            "the torrent has no trackers and no peer connected in {secs}s; give peers with --peer"
+        ),
+    }
+}
+
+/// A progress bar on a terminal; a plain line every few seconds otherwise
+/// (logs of benchmark runs and tests).
+struct ProgressView {
+    bar: Option<ProgressBar>,
+    last_line: std::cell::Cell<Instant>,
+}
+
+impl ProgressView {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new(0);
+            b.set_style(
+                ProgressStyle::with_template("{bar:30} {percent:>3}% {msg}")
+                    .expect("template is valid")
+                    .progress_chars("=> "),
+            );
+            b
+        });
+        ProgressView {
+            bar,
+            last_line: std::cell::Cell::new(Instant::now()),
+        }
+    }
+
+    fn line(s: &TorrentStats) -> String {
+        let eta = s.eta.map(units::duration).unwrap_or_else(|| "-".into());
+        let what = match s.status {
+            TorrentStatus::Seeding => format!("up {}", units::rate(s.upload_rate)),
+            _ => format!(
+                "{}/{} down {} up {} eta {eta}",
+                units::bytes(s.verified_bytes),
+                units::bytes(s.total_bytes),
+                units::rate(s.download_rate),
+                units::rate(s.upload_rate)
+            ),
+        };
+        format!(
+            "{} | {what} | peers {} ({} seeds)",
+            s.status.as_str(),
+            s.peers,
+            s.seeds
+        )
+    }
+
+    fn update(&self, s: &TorrentStats) {
+        match &self.bar {
+            Some(b) => {
+                b.set_length(s.total_bytes.max(1));
+                b.set_position(s.verified_bytes);
+                b.set_message(Self::line(s));
+            }
+            None => {
+                if self.last_line.get().elapsed() >= Duration::from_secs(5) {
+                    self.last_line.set(Instant::now());
+                    eprintln!("{:5.1}% {}", s.progress() * 100.0, Self::line(s));
+                }
+            }
+        }
+    }
+
+    fn finish(&self, s: &TorrentStats) {
+        if let Some(b) = &self.bar {
+            b.set_position(s.verified_bytes);
+            b.finish_and_clear();
+        }
+    }
+}

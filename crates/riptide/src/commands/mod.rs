@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod download;
+pub mod info;
+pub mod source;
