@@ -133,8 +133,13 @@ impl Session {
         // reqwest is built without a default TLS provider; a second
         // session finds it installed already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(config.client_name.clone())
+        let mut http = reqwest::Client::builder().user_agent(config.client_name.clone());
+        if !config.bind_ip.is_unspecified() {
+            // Trackers record the announce's source address as ours; it must
+            // be the address we listen on.
+            http = http.local_address(config.bind_ip);
+        }
+        let http = http
             .timeout(config.tracker_timeout)
             .build()
             .expect("HTTP client settings are valid");

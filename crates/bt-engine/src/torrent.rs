@@ -439,6 +439,13 @@ impl TorrentState {
     /// loaded or files checked).
     fn install_meta(&mut self, meta: Meta) {
         let n = meta.picker.num_pieces();
+        tracing::info!(
+            torrent = %self.info_hash,
+            have = meta.picker.have().count_ones(),
+            pieces = n,
+            "storage ready: {} of {n} pieces already verified",
+            meta.picker.have().count_ones()
+        );
         self.private = meta.info.private;
         self.name = meta.info.name_lossy();
         self.metadata = None;
@@ -563,6 +570,7 @@ impl TorrentState {
                 meta.pool.push(outcome.buf);
                 meta.verified_bytes += u64::from(meta.picker.piece_size(piece));
                 let suspects = meta.suspects.remove(&piece);
+                tracing::debug!(piece, "piece verified");
                 self.completed_log.push(piece);
                 self.dirty = true;
                 if let (Some(suspects), Some(good)) = (suspects, block_hashes) {
@@ -750,10 +758,8 @@ impl TorrentState {
         {
             return None;
         }
-        if self.is_complete() {
-            // Seeds wait for leechers to come to them.
-            return None;
-        }
+        // A seed connects out too: trackers hand seeds a list of leechers,
+        // and some leechers (Transmission on loopback) never connect in.
         self.addrs.next(now, &self.banned)
     }
 
