@@ -175,6 +175,11 @@ impl Session {
         if self.shared.cancel.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
+        if let TorrentSource::Metainfo(m) = &add.source {
+            // Refuse hostile or inconsistent file lists now, with the
+            // reason, rather than failing later in the background.
+            piece_store::Layout::from_info(&m.info)?;
+        }
         let (info_hash, name, trackers, info_bytes, mut peers) = match add.source {
             TorrentSource::Metainfo(m) => (
                 m.info_hash,

@@ -141,7 +141,11 @@ pub fn find_raw_with(
     if d.peek()? != b'd' {
         return Err(BencodeError::NotADict);
     }
+    d.count_item()?;
     d.pos += 1;
+    // Everything `decode` rejects must be rejected here too, or a caller
+    // could hash the `info` of a file it then fails to parse.
+    let mut seen = std::collections::BTreeSet::new();
     let mut found = None;
     loop {
         if d.peek()? == b'e' {
@@ -153,6 +157,7 @@ pub fn find_raw_with(
             return Err(BencodeError::NonStringKey { pos: key_pos });
         }
         let k = d.bytes()?;
+        d.count_item()?;
         let start = d.pos;
         // Depth 1 is already used by the enclosing dictionary.
         let mut inner = Decoder {
@@ -162,15 +167,16 @@ pub fn find_raw_with(
         let (_, end) = inner.value_at(start)?;
         d.items = inner.items;
         d.pos = end;
+        if seen.contains(&k) {
+            return Err(BencodeError::DuplicateKey {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                pos: key_pos,
+            });
+        }
         if k == key {
-            if found.is_some() {
-                return Err(BencodeError::DuplicateKey {
-                    key: String::from_utf8_lossy(key).into_owned(),
-                    pos: key_pos,
-                });
-            }
             found = Some(start..end);
         }
+        seen.insert(k);
     }
     if d.pos != buf.len() {
         return Err(BencodeError::TrailingBytes {
@@ -790,6 +796,15 @@ pub(crate) mod tests {
             find_raw(b"d4:infoi1e4:infoi2ee", b"info"),
             Err(BencodeError::DuplicateKey { .. })
         ));
+        // Found by fuzzing: a duplicate of *another* key made `decode`
+        // fail while `find_raw` succeeded.
+        assert_eq!(
+            find_raw(b"d0:i1e0:i2e4:infoi1ee", b"info"),
+            Err(BencodeError::DuplicateKey {
+                key: String::new(),
+                pos: 7
+            })
+        );
         assert!(matches!(
             find_raw(b"d4:infoi1ee!", b"info"),
             Err(BencodeError::TrailingBytes { .. })

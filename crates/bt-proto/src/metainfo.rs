@@ -13,6 +13,7 @@
 
 use crate::InfoHash;
 use crate::bencode::{self, BencodeError, Limits, Value};
+use crate::magnet::Magnet;
 use sha1::{Digest, Sha1};
 
 /// Largest accepted piece length. Real torrents top out at 64 MiB or so;
@@ -158,6 +159,15 @@ impl Metainfo {
             created_by: text(b"created by"),
             creation_date: root.get(b"creation date").and_then(Value::as_int),
         })
+    }
+
+    /// A magnet link for this torrent: info-hash, name and every tracker.
+    pub fn to_magnet(&self) -> Magnet {
+        Magnet {
+            display_name: Some(self.info.name_lossy()),
+            trackers: self.trackers().into_iter().flatten().collect(),
+            ..Magnet::new(self.info_hash)
+        }
     }
 
     /// Tracker tiers to announce to: `announce-list` wins when present
@@ -582,6 +592,10 @@ mod tests {
         );
         assert!(m.announce_list.is_empty());
         assert_eq!(m.comment.as_deref(), Some("hi"));
+        let magnet = Magnet::parse(&m.to_magnet().to_uri()).unwrap();
+        assert_eq!(magnet.info_hash, m.info_hash);
+        assert_eq!(magnet.display_name.as_deref(), Some("movie.mkv"));
+        assert_eq!(magnet.trackers, ["http://127.0.0.1:1/announce"]);
         assert_eq!(Info::from_bytes(&m.info_bytes).unwrap(), m.info);
     }
 

@@ -110,7 +110,12 @@ impl Layout {
     /// `<name>/<a>/<b>`. Refuses file lists that cannot be right: no files,
     /// a multi-file entry without a path, lengths that overflow, or a piece
     /// hash count that does not match the total length.
+    ///
+    /// Names no legitimate torrent has (`..` components, absolute or
+    /// drive-letter paths) are refused outright rather than rewritten, so
+    /// the user learns that the torrent is hostile.
     pub fn from_info(info: &bt_proto::metainfo::Info) -> Result<Layout, StoreError> {
+        refuse_traversal(&info.name, info.files.iter().map(|f| f.path.as_slice()))?;
         let files: Vec<RawFile<'_>> = info
             .files
             .iter()
@@ -266,6 +271,45 @@ impl Layout {
                 }
             })
     }
+}
+
+/// Refuses a torrent whose name or paths try to leave the download folder.
+pub fn refuse_traversal<'a>(
+    name: &[u8],
+    paths: impl Iterator<Item = &'a [Vec<u8>]>,
+) -> Result<(), StoreError> {
+    let invalid = |reason: String| StoreError::InvalidTorrent {
+        name: String::from_utf8_lossy(name).into_owned(),
+        reason,
+    };
+    let hostile = |c: &[u8]| -> Option<&'static str> {
+        if c == b".."
+            || c.windows(3).any(|w| w == b"../" || w == b"..\\")
+            || c.ends_with(b"/..")
+            || c.ends_with(b"\\..")
+        {
+            Some("a `..` path component (path traversal)")
+        } else if c.first().is_some_and(|&b| b == b'/' || b == b'\\') {
+            Some("an absolute path")
+        } else if c.len() >= 2 && c[1] == b':' && c[0].is_ascii_alphabetic() {
+            Some("a drive-letter path")
+        } else {
+            None
+        }
+    };
+    if let Some(why) = hostile(name) {
+        return Err(invalid(format!(
+            "its name is {why}; refusing a hostile torrent"
+        )));
+    }
+    for (i, path) in paths.enumerate() {
+        if let Some(why) = path.iter().find_map(|c| hostile(c)) {
+            return Err(invalid(format!(
+                "file #{i} has {why}; refusing a hostile torrent"
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

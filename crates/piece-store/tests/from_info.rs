@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use bt_proto::metainfo::{FileEntry, Info, TorrentBuilder, piece_hashes};
-use piece_store::{Layout, Storage, StorageOptions, recheck};
+use piece_store::{Layout, RawFile, Storage, StorageOptions, recheck};
 
 fn all_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -45,7 +45,28 @@ fn hostile_torrent_stays_inside_its_folder() {
     let builder = builder.pieces(piece_hashes(&data, 32));
     let info = Info::from_bytes(&builder.info_bytes()).unwrap();
 
-    let layout = Arc::new(Layout::from_info(&info).unwrap());
+    // `from_info` refuses this torrent outright (see below); the sanitizing
+    // layer underneath must still keep it inside its folder on its own.
+    assert!(Layout::from_info(&info).is_err());
+    let raw: Vec<RawFile<'_>> = info
+        .files
+        .iter()
+        .map(|f| RawFile {
+            path: &f.path,
+            length: f.length,
+            padding: f.padding,
+        })
+        .collect();
+    let layout = Arc::new(
+        Layout::from_raw(
+            &info.name,
+            info.single_file,
+            &raw,
+            info.piece_length,
+            info.pieces.len(),
+        )
+        .unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("downloads");
     for spec in layout.files() {
@@ -145,4 +166,38 @@ fn inconsistent_metainfo_is_refused_with_a_reason() {
     let mut zero = base.clone();
     zero.piece_length = 0;
     assert!(Layout::from_info(&zero).is_err());
+}
+
+#[test]
+fn from_info_refuses_path_traversal_and_absolute_paths() {
+    let cases: Vec<(&[u8], Vec<Vec<u8>>, &str)> = vec![
+        (
+            b"root",
+            vec![b"..".to_vec(), b"x".to_vec()],
+            "path traversal",
+        ),
+        (b"root", vec![b"a/../../b".to_vec()], "path traversal"),
+        (b"root", vec![b"..\\..\\win.ini".to_vec()], "path traversal"),
+        (
+            b"root",
+            vec![b"/etc".to_vec(), b"passwd".to_vec()],
+            "absolute path",
+        ),
+        (b"root", vec![b"C:".to_vec(), b"x".to_vec()], "drive-letter"),
+        (b"../../root", vec![b"ok".to_vec()], "path traversal"),
+        (b"/root", vec![b"ok".to_vec()], "absolute path"),
+    ];
+    for (name, path, why) in cases {
+        let data = vec![1u8; 10];
+        let builder = TorrentBuilder::new(name.to_vec(), 32)
+            .file(path.clone(), 10)
+            .file(vec![b"other".to_vec()], 0)
+            .pieces(piece_hashes(&data, 32));
+        let info = Info::from_bytes(&builder.info_bytes()).unwrap();
+        let err = Layout::from_info(&info).unwrap_err().to_string();
+        assert!(
+            err.contains(why) && err.contains("hostile"),
+            "{path:?}: {err}"
+        );
+    }
 }

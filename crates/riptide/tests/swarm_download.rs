@@ -318,3 +318,44 @@ fn swarm_corrupt_peer_is_banned() {
         );
     }
 }
+
+/// A full disk stops the download with a one-line error naming the file.
+/// The target file is a symlink to /dev/full, which fails every write with
+/// ENOSPC, as a full file system does.
+#[test]
+fn swarm_disk_full_is_reported() {
+    require_or_skip!("opentracker", "mktorrent", LIBTORRENT);
+    if !Path::new("/dev/full").exists() {
+        eprintln!("skipping: /dev/full does not exist here");
+        return;
+    }
+    let work = Workdir::new("rt-full");
+    let payload = make_payload(&work.subdir("seed"), "full.bin", &[2 << 20], 3);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let _seed = LibtorrentPeer::seed(
+        &work,
+        &torrent,
+        &payload.root,
+        loopback_ip(15),
+        SeedOpts::default(),
+    );
+    let out = work.subdir("out");
+    std::os::unix::fs::symlink("/dev/full", out.join("full.bin")).unwrap();
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, loopback_ip(7), &[]);
+    let status = rt.wait(&work);
+    let log = rt.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("riptide: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(
+        errors[0].contains("no space left on device"),
+        "{}",
+        errors[0]
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}

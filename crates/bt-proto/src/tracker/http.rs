@@ -111,7 +111,8 @@ pub fn parse_announce_response(body: &[u8]) -> Result<AnnounceResponse, TrackerE
 fn dict_peer(v: &Value) -> Option<SocketAddr> {
     let ip: IpAddr = v.get(b"ip")?.as_str()?.trim().parse().ok()?;
     let port = u16::try_from(v.get(b"port")?.as_int()?).ok()?;
-    Some(SocketAddr::new(ip, port))
+    // Same rule as compact peers6: a v4-mapped address is the IPv4 peer.
+    Some(SocketAddr::new(ip.to_canonical(), port))
 }
 
 /// The scrape URL for a tracker, by the convention in BEP 48: only when the

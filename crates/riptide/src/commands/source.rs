@@ -33,6 +33,11 @@ pub fn read_torrent_file(path: &Path) -> anyhow::Result<Metainfo> {
         );
     }
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Metainfo::from_bytes(&bytes)
-        .with_context(|| format!("{} is not a valid torrent", path.display()))
+    let m = Metainfo::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid torrent", path.display()))?;
+    // Hostile or inconsistent file lists are refused here too, so `info`
+    // and `download` agree on what is acceptable.
+    piece_store::Layout::from_info(&m.info)
+        .with_context(|| format!("{} is not a usable torrent", path.display()))?;
+    Ok(m)
 }
