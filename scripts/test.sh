@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The project's test command: scripts/test.sh [extra cargo-nextest args]
+#
+# On Debian 12 it first installs (if missing) every Debian package the tests need,
+# without letting package scripts start system services, then installs
+# cargo-nextest if missing, then runs `cargo nextest run --workspace "$@"`.
+#
+# Environment:
+#   SKIP_APT=1            do not check/install Debian packages (tests needing a
+#                         missing program then print "skipping: ..." and pass)
+#   EXTRA_APT_PACKAGES    more packages to ensure, space-separated (ad hoc use)
+#   TEST_SWARM_STRICT     set to 1 here once every package is present, so a test
+#                         whose program is missing fails instead of skipping
+#   CI=true               selects the nextest "ci" profile (no fail-fast)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+log() { echo "test.sh: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ----------------------------------------------------------------------------
+# Debian packages the tests need. EXTEND THIS LIST (keep one per line and say
+# which tests need it). Programs are found on PATH by test_swarm::require().
+APT_PACKAGES=(
+  opentracker          # test-swarm Tracker (HTTP+UDP tracker on 127.0.0.1)
+  mktorrent            # test-swarm make_torrent
+  aria2                # test-swarm Aria2Peer (aria2c)
+  transmission-cli     # transmission-show (info-hash cross-check), transmission-remote
+  transmission-daemon  # test-swarm TransmissionPeer
+  qbittorrent-nox      # qBittorrent reference peer
+  python3-libtorrent   # test-swarm LibtorrentPeer (runs under /usr/bin/python3)
+  ffmpeg               # media probing / transcoding tests
+  curl                 # ad-hoc HTTP in scripts
+)
+# ----------------------------------------------------------------------------
+if [ -n "${EXTRA_APT_PACKAGES:-}" ]; then
+  read -r -a extra <<<"$EXTRA_APT_PACKAGES"
+  APT_PACKAGES+=("${extra[@]}")
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=(sudo)
+fi
+
+is_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+POLICY=/usr/sbin/policy-rc.d
+POLICY_CREATED=0
+cleanup_policy() {
+  if [ "$POLICY_CREATED" = 1 ]; then
+    "${SUDO[@]}" rm -f "$POLICY" || log "could not remove $POLICY"
+  fi
+}
+
+install_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    is_installed "$p" || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    log "all Debian test packages present"
+    return 0
+  fi
+  if [ "${#SUDO[@]}" -gt 0 ] && ! command -v sudo >/dev/null 2>&1; then
+    die "need root or sudo to install: ${missing[*]}"
+  fi
+  log "installing: ${missing[*]}"
+  # Package postinst scripts must not start system services (transmission-daemon,
+  # opentracker would grab their default ports): invoke-rc.d consults policy-rc.d,
+  # and exit code 101 means "action forbidden". Only create it if none exists, and
+  # remove only what we created.
+  if [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\n# temporary, from riptide scripts/test.sh\nexit 101\n' | "${SUDO[@]}" tee "$POLICY" >/dev/null
+    "${SUDO[@]}" chmod 755 "$POLICY"
+    POLICY_CREATED=1
+    trap cleanup_policy EXIT
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -q \
+    || die "apt-get update failed"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+    --no-install-recommends "${missing[@]}" || die "apt-get install failed for: ${missing[*]}"
+  cleanup_policy
+  POLICY_CREATED=0
+  # Belt and braces for systems where a service manager started them anyway:
+  # stop them by service name through the init system (never by process name).
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    for svc in transmission-daemon opentracker qbittorrent-nox; do
+      "${SUDO[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    done
+  fi
+  for p in "${missing[@]}"; do
+    is_installed "$p" || die "package $p still not installed"
+  done
+}
+
+if [ "${SKIP_APT:-0}" = 1 ]; then
+  log "SKIP_APT=1: not checking Debian packages"
+elif command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1; then
+  install_packages
+  # Every program is there, so a test that would skip is a real failure.
+  /usr/bin/python3 -c 'import libtorrent' 2>/dev/null \
+    || die "/usr/bin/python3 cannot import libtorrent (python3-libtorrent)"
+  export TEST_SWARM_STRICT=1
+else
+  log "no apt-get/dpkg (not Debian?): tests that need missing programs will skip"
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest (cargo install cargo-nextest --locked)"
+  cargo install cargo-nextest --locked || die "cargo install cargo-nextest failed"
+fi
+
+args=("$@")
+profile=()
+if [ "${CI:-}" = true ] && [[ " $* " != *" --profile "* && " $* " != *" -P "* ]]; then
+  profile=(--profile ci)
+fi
+log "cargo nextest run --workspace ${profile[*]} ${args[*]}"
+exec cargo nextest run --workspace "${profile[@]}" "${args[@]}"
