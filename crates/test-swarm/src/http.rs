@@ -57,10 +57,49 @@ pub fn request(
     s.write_all(req.as_bytes())
         .and_then(|_| s.write_all(body))
         .map_err(|e| format!("send to {addr}: {e}"))?;
+    // Read until the response is complete by its own framing: some servers
+    // (qBittorrent's WebUI) keep the connection open despite `Connection: close`.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if response_complete(&raw) {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read from {addr}: {e}")),
+        }
+    }
     parse_response(&raw).map_err(|e| format!("{method} {path} at {addr}: {e}"))
+}
+
+/// True once `raw` holds a whole response (headers plus a body complete by
+/// Content-Length or by the final chunk); bodies without framing end at EOF.
+fn response_complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = &raw[end + 4..];
+    let header = |name: &str| {
+        head.split("\r\n").find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.trim() == name)
+                .map(|(_, v)| v.trim().to_string())
+        })
+    };
+    if header("transfer-encoding").is_some_and(|v| v == "chunked") {
+        return dechunk(body).is_ok();
+    }
+    if let Some(n) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        return body.len() >= n;
+    }
+    // 1xx/204/304 have no body.
+    head.split_whitespace()
+        .nth(1)
+        .is_some_and(|c| c.starts_with('1') || c == "204" || c == "304")
 }
 
 fn parse_response(raw: &[u8]) -> Result<Response, String> {

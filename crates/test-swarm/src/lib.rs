@@ -1,5 +1,5 @@
 //! Test fixtures that run **real BitTorrent programs on loopback**: opentracker,
-//! libtorrent (python3-libtorrent), transmission-daemon and aria2c, plus
+//! libtorrent (python3-libtorrent), transmission-daemon, aria2c and qbittorrent-nox, plus
 //! deterministic payloads, `.torrent` creation (mktorrent) and tree comparison.
 //!
 //! A typical integration test:
@@ -45,6 +45,7 @@ pub mod json;
 pub mod libtorrent;
 pub mod payload;
 pub mod process;
+pub mod qbittorrent;
 pub mod torrent;
 pub mod tracker;
 pub mod transmission;
@@ -58,6 +59,7 @@ pub use aria2::Aria2Peer;
 pub use libtorrent::{LeechOpts, LibtorrentPeer, LtStatus, SeedOpts};
 pub use payload::{Payload, assert_same_tree, compare_trees, make_payload};
 pub use process::{Proc, Workdir, wait_until};
+pub use qbittorrent::QbittorrentPeer;
 pub use torrent::{Torrent, make_torrent};
 pub use tracker::Tracker;
 pub use transmission::TransmissionPeer;

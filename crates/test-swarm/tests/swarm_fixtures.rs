@@ -228,6 +228,46 @@ fn libtorrent_magnet_leech_without_tracker() {
     payload.assert_downloaded_to(&out);
 }
 
+/// qBittorrent seeds through the tracker to aria2c.
+#[test]
+fn aria2_leeches_from_qbittorrent_seeder_via_tracker() {
+    require_or_skip!("opentracker", "mktorrent", "aria2c", "qbittorrent-nox");
+    let start = Instant::now();
+    let work = Workdir::new("qbt-seed");
+    let payload = make_payload(&work.subdir("seed"), "q", &[1 << 20, 400_000], 8);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 32 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let _seed = QbittorrentPeer::seed(&work, &torrent, &payload.root, loopback_ip(17));
+    let out = work.subdir("out");
+    let mut leech = Aria2Peer::leech(&work, &torrent, &out, loopback_ip(27), 0);
+    leech.wait_complete(T).unwrap();
+    payload.assert_downloaded_to(&out);
+    elapsed(start, "aria2 <- qbittorrent (tracker)");
+}
+
+/// A qBittorrent leecher gets the torrent from a magnet (metadata via
+/// ut_metadata) and data from a libtorrent seeder that connects out to it.
+#[test]
+fn qbittorrent_leeches_magnet_from_pushing_libtorrent_seeder() {
+    require_or_skip!("mktorrent", "qbittorrent-nox", LIBTORRENT);
+    let start = Instant::now();
+    let work = Workdir::new("qbt-leech");
+    let payload = make_payload(&work.subdir("seed"), "q.bin", &[(1 << 20) + 3], 9);
+    let torrent = make_torrent(&payload, "", 32 * 1024);
+    let seed_opts = SeedOpts {
+        announce: false,
+        ..SeedOpts::default()
+    };
+    let seed = LibtorrentPeer::seed(&work, &torrent, &payload.root, loopback_ip(18), seed_opts);
+    let out = work.subdir("out");
+    let mut leech = QbittorrentPeer::leech(&work, torrent.magnet.as_str(), &out, loopback_ip(28));
+    seed.connect_to(leech.listen_addr());
+    leech.wait_complete(T).unwrap();
+    payload.assert_downloaded_to(&out);
+    elapsed(start, "qbittorrent <- libtorrent (magnet, push)");
+}
+
 fn alive(pid: u32) -> bool {
     // A reaped or vanished process has no /proc entry; a zombie still counts as gone.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
