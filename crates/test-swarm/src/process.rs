@@ -379,6 +379,24 @@ impl Proc {
         }
     }
 
+    /// Polls the log until `pred(whole log)` holds; fails on timeout or exit.
+    pub fn wait_log(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<(), String> {
+        let log = self.log.clone();
+        let res = wait_until(timeout, Duration::from_millis(50), what, || {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            if pred(&text) {
+                return Ok(Some(()));
+            }
+            self.ensure_running().map(|_| None)
+        });
+        res.map_err(|e| format!("{}: {e}; log tail:\n{}", self.name, self.log_tail(2000)))
+    }
+
     /// `Err` with the log tail if the process has exited (for use inside waits).
     pub fn ensure_running(&mut self) -> Result<(), String> {
         match self.try_wait() {

@@ -7,6 +7,9 @@
 //!   that connect to it: have a libtorrent seeder `connect_to(listen_addr())`, or
 //!   have the engine under test connect out. Transmission RPC has no "add peer".
 //! - As a **seeder** it uploads only a few MB/s on loopback: keep payloads small.
+//! - It updates choke and interest state only on its 10 s rechoke timer, so data
+//!   starts to flow up to ~10 s after a peer connects, in either direction. A test
+//!   with Transmission on one side takes >= 10 s whatever the payload size.
 //! - Its announces are bound to `bind-address-ipv4`, so the tracker lists the peer
 //!   under its own 127.0.0.N, which is where it listens.
 //! - The write cache is disabled (`cache-size-mb` 0) so that "100% done" means the
