@@ -63,6 +63,46 @@ fn torrent_info_hash_matches_reference_tools() {
     assert!(t.bad_pieces(&single.root).is_empty());
 }
 
+/// opentracker tracks exactly the whitelisted hashes, also those added later.
+#[test]
+fn tracker_whitelist_and_allow() {
+    require_or_skip!("opentracker");
+    let work = Workdir::new("whitelist");
+    let (a, b) = ("aa".repeat(20), "bb".repeat(20));
+    let tracker = Tracker::start(&work, &[&a]);
+    let announce = |h: &str| {
+        let raw: Vec<u8> = (0..20)
+            .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let path = format!(
+            "/announce?info_hash={}&peer_id=-TS0001-111111111111&port=6881&uploaded=0&downloaded=0&left=0&compact=1",
+            test_swarm::torrent::url_encode(&raw)
+        );
+        test_swarm::http::request(
+            tracker.addr(),
+            "GET",
+            &path,
+            &[],
+            b"",
+            Duration::from_secs(5),
+        )
+        .unwrap()
+        .text()
+    };
+    assert!(
+        !announce(&a).contains("failure reason"),
+        "listed hash refused"
+    );
+    assert!(
+        announce(&b).contains("not authorized"),
+        "unlisted hash accepted"
+    );
+    assert_eq!(tracker.scrape(&a).unwrap(), (1, 0));
+    tracker.allow(&b);
+    assert!(!announce(&b).contains("failure reason"));
+    assert!(tracker.udp_announce_url().starts_with("udp://127.0.0.1:"));
+}
+
 /// aria2c downloads a 2-file payload from a libtorrent seeder found via opentracker.
 #[test]
 fn aria2_leeches_from_libtorrent_seeder_via_tracker() {
@@ -124,6 +164,26 @@ fn transmission_leecher_completes_when_libtorrent_pushes() {
     leech.wait_complete(T).unwrap();
     payload.assert_downloaded_to(&out);
     elapsed(start, "transmission <- libtorrent (push)");
+}
+
+/// An aria2c seeder (found via `Tracker::wait_seeders`) serves a libtorrent leecher.
+#[test]
+fn libtorrent_leeches_from_aria2_seeder_via_tracker() {
+    require_or_skip!("opentracker", "mktorrent", "aria2c", LIBTORRENT);
+    let start = Instant::now();
+    let work = Workdir::new("aria2-seed");
+    let payload = make_payload(&work.subdir("seed"), "a", &[700_000, 1 << 20], 10);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 32 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let _seed = Aria2Peer::seed(&work, &torrent, &payload.root, loopback_ip(19));
+    tracker.wait_seeders(&torrent.info_hash_hex, 1, T).unwrap();
+    let out = work.subdir("out");
+    let mut leech =
+        LibtorrentPeer::leech(&work, &torrent, &out, loopback_ip(29), LeechOpts::default());
+    leech.wait_complete(T).unwrap();
+    payload.assert_downloaded_to(&out);
+    elapsed(start, "libtorrent <- aria2 (tracker)");
 }
 
 /// A Transmission seeder announces from its own 127.0.0.N and serves a libtorrent
