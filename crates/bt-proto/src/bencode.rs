@@ -802,7 +802,7 @@ pub(crate) mod tests {
             find_raw(b"d0:i1e0:i2e4:infoi1ee", b"info"),
             Err(BencodeError::DuplicateKey {
                 key: String::new(),
-                pos: 7
+                pos: 6
             })
         );
         assert!(matches!(
