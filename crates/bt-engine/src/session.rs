@@ -421,6 +421,12 @@ impl TorrentState {
                 p.outbox.disconnect = Some("paused");
                 p.wake();
             }
+        } else {
+            // Reconnect at once rather than after the disconnect backoff.
+            let now = std::time::Instant::now();
+            for e in self.addrs.entries.values_mut() {
+                e.retry_at = now;
+            }
         }
         self.refresh_status();
         self.publish_progress();
