@@ -16,7 +16,7 @@
 //! [`Tracker::wait_seeders`].
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
@@ -39,7 +39,8 @@ pub struct Tracker {
 
 impl Tracker {
     /// Starts opentracker with `info_hashes` (hex) whitelisted; more can be added
-    /// with [`Tracker::allow`]. Panics if it does not listen within 10 s.
+    /// with [`Tracker::allow`]. Panics if it does not answer (and accept the listed
+    /// hashes) within 10 s.
     pub fn start(work: &Workdir, info_hashes: &[&str]) -> Tracker {
         let name = work.unique_name("opentracker");
         let dir = work.subdir(&name);
@@ -60,30 +61,37 @@ impl Tracker {
             "-w",
         ])
         .arg(&whitelist)
-        // opentracker chroots into its working directory when started as root.
+        // Absolute whitelist path: opentracker chdir()s to / once started.
         .current_dir(&dir);
         let mut proc = Proc::spawn(work, &name, cmd, &dir.join("home"));
         let addr = SocketAddr::from((ip, port));
+        // opentracker binds (so TCP connects succeed) before it drops privileges and
+        // sets up the whitelist thread, which also blocks SIGHUP; a SIGHUP before that
+        // kills it. Only an HTTP answer shows that setup is done.
         wait_until(
             Duration::from_secs(10),
             Duration::from_millis(20),
-            "opentracker to listen",
+            "opentracker to answer HTTP",
             || {
                 proc.ensure_running()?;
                 Ok(
-                    TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                    http::request(addr, "GET", "/scrape", &[], b"", Duration::from_secs(1))
                         .ok()
                         .map(|_| ()),
                 )
             },
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", proc.log_tail(2000)));
-        Tracker {
+        let tracker = Tracker {
             proc: Mutex::new(proc),
             addr,
             whitelist,
-            hashes: Mutex::new(hashes),
+            hashes: Mutex::new(hashes.clone()),
+        };
+        for h in &hashes {
+            tracker.wait_accepted(h).unwrap_or_else(|e| panic!("{e}"));
         }
+        tracker
     }
 
     /// `http://127.0.0.1:<port>/announce`
@@ -120,22 +128,24 @@ impl Tracker {
         unsafe {
             libc::kill(pid as i32, libc::SIGHUP);
         }
-        let raw = hex_to_bytes(&h);
-        // A `stopped` announce is refused for unlisted hashes but adds no peer.
-        let path = format!(
-            "/announce?info_hash={}&peer_id=-TS0001-000000000000&port=1&uploaded=0&downloaded=0&left=0&compact=1&event=stopped",
-            url_encode(&raw)
-        );
+        self.wait_accepted(&h).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Polls until opentracker accepts announces for `hash` (its whitelist is
+    /// (re)loaded by a worker thread, asynchronously to our signal or start).
+    fn wait_accepted(&self, hash: &str) -> Result<(), String> {
         wait_until(
             Duration::from_secs(10),
             Duration::from_millis(20),
-            "opentracker to reload its whitelist",
+            "opentracker to load its whitelist",
             || {
-                let r = http::request(self.addr, "GET", &path, &[], b"", Duration::from_secs(2))?;
-                Ok((!r.text().contains("failure reason")).then_some(()))
+                self.proc
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .ensure_running()?;
+                probe(self.addr, hash)
             },
         )
-        .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// `(complete, incomplete)` peer counts for a hash, from `/scrape`.
@@ -181,6 +191,32 @@ impl Tracker {
             },
         )
     }
+}
+
+/// Announces a throw-away *leecher* (port 1) for `hash` and, if accepted, removes it
+/// again with `event=stopped`. `Some(())` once the hash is whitelisted. (A `stopped`
+/// announce alone proves nothing: opentracker answers it without checking the
+/// whitelist. A leecher, unlike a seeder, leaves `complete` counts alone.)
+fn probe(addr: SocketAddr, hash: &str) -> Result<Option<()>, String> {
+    let ih = url_encode(&hex_to_bytes(hash));
+    let q = |event: &str| {
+        format!(
+            "/announce?info_hash={ih}&peer_id=-TS0001-probe0000000&port=1&uploaded=0&downloaded=0&left=1&compact=1{event}"
+        )
+    };
+    let r = http::request(addr, "GET", &q(""), &[], b"", Duration::from_secs(2))?;
+    if r.text().contains("failure reason") {
+        return Ok(None);
+    }
+    http::request(
+        addr,
+        "GET",
+        &q("&event=stopped"),
+        &[],
+        b"",
+        Duration::from_secs(2),
+    )?;
+    Ok(Some(()))
 }
 
 fn write_whitelist(path: &std::path::Path, hashes: &[String]) {
