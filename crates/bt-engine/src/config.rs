@@ -41,6 +41,9 @@ pub struct SessionConfig {
     pub unchoke_local_peers: bool,
     /// Client name sent in the extension handshake.
     pub client_name: String,
+    /// A time-critical block not received this long after its request is
+    /// also asked of another peer.
+    pub critical_duplicate_after: Duration,
 }
 
 impl Default for SessionConfig {
@@ -65,6 +68,7 @@ impl Default for SessionConfig {
             tracker_timeout: Duration::from_secs(15),
             unchoke_local_peers: true,
             client_name: concat!("Riptide ", env!("CARGO_PKG_VERSION")).to_string(),
+            critical_duplicate_after: Duration::from_millis(600),
         }
     }
 }

@@ -23,4 +23,8 @@ pub enum EngineError {
     NotFound(InfoHash),
     #[error("the session is shutting down")]
     ShuttingDown,
+    #[error("the torrent stopped: {0}")]
+    Torrent(String),
+    #[error("the torrent has no file number {0}")]
+    NoSuchFile(usize),
 }

@@ -16,6 +16,7 @@ pub mod picker;
 pub mod rate;
 mod session;
 pub mod stats;
+mod stream;
 mod torrent;
 mod tracker;
 
@@ -23,4 +24,5 @@ pub use config::SessionConfig;
 pub use error::EngineError;
 pub use session::{AddTorrent, Session, TorrentHandle, TorrentSource};
 pub use stats::{PeerInfo, SessionStats, TorrentStats, TorrentStatus};
+pub use stream::{FileInfo, FileStream, StreamStats};
 pub use torrent::Progress;

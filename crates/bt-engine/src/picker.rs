@@ -15,8 +15,16 @@
 //!    else, with a bounded number of holders per block.
 //!
 //! Candidates (wanted, missing, not started pieces) live in an ordered set
-//! keyed by (priority, availability, tie-break), so a HAVE costs O(log n)
-//! and picking for a seed costs O(log n).
+//! keyed by (class, availability or deadline, tie-break), so a HAVE costs
+//! O(log n) and picking for a seed costs O(log n).
+//!
+//! Streaming adds deadlines (milliseconds on the caller's clock). Pieces with
+//! a deadline sort before everything else, earliest first. Those whose
+//! deadline falls inside the critical horizon are *time-critical*: before
+//! anything else a peer gets at most `critical_share` free blocks of each
+//! (so one piece is spread over several peers and arrives sooner), and a
+//! block requested longer ago than `dup_after_ms` may be asked of a second
+//! peer. Time-critical pieces may start beyond the cap on pieces in progress.
 
 use bt_proto::Bitfield;
 use bt_proto::wire::{BLOCK_SIZE, BlockRequest};
@@ -48,6 +56,8 @@ struct Partial {
     from: Box<[PeerKey]>,
     /// Extra holders of requested blocks (endgame duplicates).
     extra: Vec<(u32, PeerKey)>,
+    /// When each block was last requested (caller's milliseconds).
+    req_at: Box<[u32]>,
     free: u32,
     received: u32,
     /// Lowest index that may be free; blocks are handed out in ascending
@@ -86,6 +96,41 @@ impl PeerPieces<'_> {
     }
 }
 
+/// How to pick for one peer.
+#[derive(Clone, Copy, Debug)]
+pub struct PickOptions<'a> {
+    /// Only these pieces (the allowed-fast set while the peer chokes us).
+    pub allowed: Option<&'a [u32]>,
+    /// Requests to add at most.
+    pub max: usize,
+    /// Requests for pieces without a deadline to add at most.
+    pub max_bulk: usize,
+    pub now_ms: u32,
+    /// Deadlines before this are time-critical.
+    pub critical_until_ms: u32,
+    /// Free blocks of one time-critical piece one peer may take per pick.
+    pub critical_share: usize,
+    /// A time-critical block requested this long ago may get a second holder.
+    pub dup_after_ms: u32,
+}
+
+impl PickOptions<'_> {
+    pub fn simple(max: usize) -> PickOptions<'static> {
+        PickOptions {
+            allowed: None,
+            max,
+            max_bulk: max,
+            now_ms: 0,
+            critical_until_ms: 0,
+            critical_share: usize::MAX,
+            dup_after_ms: u32::MAX,
+        }
+    }
+}
+
+/// Extra pieces in progress allowed for time-critical pieces beyond the cap.
+const CRITICAL_PARTIALS: usize = 32;
+
 /// Result of a block arriving.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BlockArrival {
@@ -111,13 +156,16 @@ pub struct Picker {
     priority: Vec<u8>,
     availability: Vec<u16>,
     seeds: u32,
-    candidates: BTreeSet<(u8, u16, u32, u32)>,
+    candidates: BTreeSet<(u8, u32, u32, u32)>,
     partials: HashMap<u32, Partial>,
     /// Pieces whose blocks are all in, waiting for their hash check.
     verifying: BTreeSet<u32>,
     max_partials: usize,
     seed: u64,
     wanted_missing: u32,
+    /// Deadlines of pieces still missing, both ways.
+    deadline_of: HashMap<u32, u32>,
+    deadlines: BTreeSet<(u32, u32)>,
 }
 
 impl Picker {
@@ -136,6 +184,8 @@ impl Picker {
             max_partials: usize::MAX,
             seed,
             wanted_missing: num_pieces,
+            deadline_of: HashMap::new(),
+            deadlines: BTreeSet::new(),
         };
         for i in 0..num_pieces {
             p.candidates.insert(p.key(i));
@@ -213,20 +263,90 @@ impl Picker {
         (z ^ (z >> 31)) as u32
     }
 
-    fn key(&self, piece: u32) -> (u8, u16, u32, u32) {
-        (
-            PRIORITY_MAX - self.priority[piece as usize],
-            self.availability[piece as usize],
-            self.tiebreak(piece),
-            piece,
-        )
+    /// Candidate order: deadline pieces first (earliest deadline), then by
+    /// priority, availability and tie-break.
+    fn key(&self, piece: u32) -> (u8, u32, u32, u32) {
+        match self.deadline_of.get(&piece) {
+            Some(&d) => (0, d, 0, piece),
+            None => (
+                1 + PRIORITY_MAX - self.priority[piece as usize],
+                u32::from(self.availability[piece as usize]),
+                self.tiebreak(piece),
+                piece,
+            ),
+        }
+    }
+
+    fn wanted(&self, piece: u32) -> bool {
+        self.priority[piece as usize] != PRIORITY_SKIP || self.deadline_of.contains_key(&piece)
     }
 
     fn is_candidate(&self, piece: u32) -> bool {
         !self.have.get(piece)
-            && self.priority[piece as usize] != PRIORITY_SKIP
+            && self.wanted(piece)
             && !self.partials.contains_key(&piece)
             && !self.verifying.contains(&piece)
+    }
+
+    pub fn deadline(&self, piece: u32) -> Option<u32> {
+        self.deadline_of.get(&piece).copied()
+    }
+
+    /// Gives a missing piece a deadline (or moves it). Pieces we have are
+    /// ignored.
+    pub fn set_deadline(&mut self, piece: u32, deadline_ms: u32) {
+        if piece >= self.num_pieces || self.have.get(piece) {
+            return;
+        }
+        if self.deadline_of.get(&piece) == Some(&deadline_ms) {
+            return;
+        }
+        let cand = self.is_candidate(piece);
+        if cand {
+            self.candidates.remove(&self.key(piece));
+        }
+        if let Some(old) = self.deadline_of.insert(piece, deadline_ms) {
+            self.deadlines.remove(&(old, piece));
+        } else if self.priority[piece as usize] == PRIORITY_SKIP {
+            self.wanted_missing += 1;
+        }
+        self.deadlines.insert((deadline_ms, piece));
+        if self.is_candidate(piece) {
+            self.candidates.insert(self.key(piece));
+        }
+    }
+
+    /// Removes a piece's deadline; it goes back to its normal priority (not
+    /// below it, unlike libtorrent, so pieces behind a seek keep their place).
+    pub fn clear_deadline(&mut self, piece: u32) {
+        let Some(&d) = self.deadline_of.get(&piece) else {
+            return;
+        };
+        let cand = self.is_candidate(piece);
+        if cand {
+            self.candidates.remove(&self.key(piece));
+        }
+        self.deadline_of.remove(&piece);
+        self.deadlines.remove(&(d, piece));
+        if self.priority[piece as usize] == PRIORITY_SKIP && !self.have.get(piece) {
+            self.wanted_missing -= 1;
+        }
+        if self.is_candidate(piece) {
+            self.candidates.insert(self.key(piece));
+        }
+    }
+
+    /// Pieces with a deadline, earliest first.
+    pub fn deadline_pieces(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.deadlines.iter().map(|&(d, p)| (p, d))
+    }
+
+    /// Fraction of a piece's blocks already received (0 when not started).
+    pub fn received_fraction(&self, piece: u32) -> f64 {
+        match self.partials.get(&piece) {
+            Some(p) => f64::from(p.received) / p.blocks.len() as f64,
+            None => 0.0,
+        }
     }
 
     /// Marks a piece as verified on disk (resume data or a hash check).
@@ -239,8 +359,11 @@ impl Picker {
         }
         self.partials.remove(&piece);
         self.verifying.remove(&piece);
-        if self.priority[piece as usize] != PRIORITY_SKIP {
+        if self.wanted(piece) {
             self.wanted_missing -= 1;
+        }
+        if let Some(d) = self.deadline_of.remove(&piece) {
+            self.deadlines.remove(&(d, piece));
         }
         self.have.set(piece);
     }
@@ -259,7 +382,7 @@ impl Picker {
         if was {
             self.candidates.remove(&self.key(piece));
         }
-        if !self.have.get(piece) {
+        if !self.have.get(piece) && !self.deadline_of.contains_key(&piece) {
             match (old == PRIORITY_SKIP, prio == PRIORITY_SKIP) {
                 (true, false) => self.wanted_missing += 1,
                 (false, true) => self.wanted_missing -= 1,
@@ -331,7 +454,7 @@ impl Picker {
                     while m != 0 {
                         let bit = m.leading_zeros();
                         let piece = i as u32 * 8 + bit;
-                        if self.priority[piece as usize] != PRIORITY_SKIP {
+                        if self.wanted(piece) {
                             return true;
                         }
                         m &= !(0x80 >> bit);
@@ -342,49 +465,166 @@ impl Picker {
         }
     }
 
-    /// Appends up to `max` block requests for `peer` to `out`.
-    ///
-    /// `allowed` restricts the choice to those pieces (the allowed-fast set
-    /// while the peer chokes us).
+    /// Appends up to `opts.max` block requests for `peer` to `out`.
     pub fn pick(
         &mut self,
         peer: PeerKey,
         pieces: PeerPieces<'_>,
-        allowed: Option<&[u32]>,
-        max: usize,
+        opts: &PickOptions<'_>,
         out: &mut Vec<BlockRequest>,
     ) {
         let start = out.len();
+        let allowed = opts.allowed;
         let usable = |p: u32| pieces.has(p) && allowed.is_none_or(|a| a.contains(&p));
+        let room = |out: &Vec<BlockRequest>| opts.max.saturating_sub(out.len() - start);
+        let mut bulk = 0usize;
 
-        // 1. Pieces in progress. Sorted for determinism: HashMap order would
-        // make runs irreproducible.
-        let mut in_progress: Vec<u32> = self
-            .partials
-            .iter()
-            .filter(|(p, part)| part.free > 0 && usable(**p))
-            .map(|(p, _)| *p)
+        // 1. Time-critical pieces, earliest deadline first, spread over peers.
+        let critical: Vec<u32> = self
+            .deadlines
+            .range(..(opts.critical_until_ms, 0))
+            .map(|&(_, p)| p)
+            .filter(|&p| usable(p))
             .collect();
-        in_progress.sort_unstable_by_key(|p| (PRIORITY_MAX - self.priority[*p as usize], *p));
-        for piece in in_progress {
-            if out.len() - start >= max {
+        for piece in critical {
+            if room(out) == 0 {
                 return;
             }
-            self.take_free_blocks(piece, peer, max - (out.len() - start), out);
+            if self.verifying.contains(&piece) {
+                continue;
+            }
+            if !self.partials.contains_key(&piece) {
+                if self.partials.len() >= self.max_partials.saturating_add(CRITICAL_PARTIALS) {
+                    continue;
+                }
+                self.candidates.remove(&self.key(piece));
+                self.start_piece(piece);
+            }
+            let share = opts.critical_share.max(1).min(room(out));
+            let taken = self.take_free_blocks(piece, peer, share, opts.now_ms, out);
+            if taken < share {
+                self.duplicate_stale(piece, peer, share - taken, opts, out);
+            }
         }
 
-        // 2. New pieces.
-        while out.len() - start < max && self.partials.len() < self.max_partials {
+        // 2. Pieces in progress: deadline pieces by deadline, then by
+        // priority and index (sorted: HashMap order would make runs
+        // irreproducible). Time-critical ones were dealt with above.
+        let critical_until = opts.critical_until_ms;
+        let is_critical = |p: &u32, deadline_of: &HashMap<u32, u32>| {
+            deadline_of.get(p).is_some_and(|&d| d < critical_until)
+        };
+        let mut in_progress: Vec<((u8, u32), u32)> = self
+            .partials
+            .iter()
+            .filter(|(p, part)| part.free > 0 && usable(**p) && !is_critical(p, &self.deadline_of))
+            .map(|(p, _)| (self.progress_order(*p), *p))
+            .collect();
+        in_progress.sort_unstable();
+        for (order, piece) in in_progress {
+            let is_bulk = order.0 != 0;
+            let limit = if is_bulk {
+                room(out).min(opts.max_bulk - bulk)
+            } else {
+                room(out)
+            };
+            if limit == 0 {
+                if room(out) == 0 {
+                    return;
+                }
+                continue;
+            }
+            let taken = self.take_free_blocks(piece, peer, limit, opts.now_ms, out);
+            if is_bulk {
+                bulk += taken;
+            }
+        }
+
+        // 3. New pieces, in candidate order (deadline pieces come first).
+        while room(out) > 0 && self.partials.len() < self.max_partials {
             let Some(piece) = self.choose_new_piece(&usable) else {
                 break;
             };
+            let is_bulk = !self.deadline_of.contains_key(&piece);
+            let limit = if is_bulk {
+                room(out).min(opts.max_bulk - bulk)
+            } else {
+                room(out)
+            };
+            if limit == 0 {
+                break;
+            }
+            self.candidates.remove(&self.key(piece));
             self.start_piece(piece);
-            self.take_free_blocks(piece, peer, max - (out.len() - start), out);
+            let taken = self.take_free_blocks(piece, peer, limit, opts.now_ms, out);
+            if is_bulk {
+                bulk += taken;
+            }
         }
 
-        // 3. Endgame: only once no piece is left to start.
+        // 4. Endgame: only once no piece is left to start. Time-critical
+        // pieces get their duplicates from the staleness rule instead.
         if out.len() == start && self.candidates_for(&usable) == 0 {
-            self.pick_endgame(peer, &usable, max, out);
+            let deadline_of = &self.deadline_of;
+            let endgame_usable =
+                |p: u32| usable(p) && !deadline_of.get(&p).is_some_and(|&d| d < critical_until);
+            let pieces: Vec<u32> = self
+                .partials
+                .keys()
+                .copied()
+                .filter(|p| endgame_usable(*p))
+                .collect();
+            self.pick_endgame(peer, &pieces, opts.max, opts.now_ms, out);
+        }
+    }
+
+    /// Sort order of a piece in progress: (0, deadline) or (class, index).
+    fn progress_order(&self, piece: u32) -> (u8, u32) {
+        match self.deadline_of.get(&piece) {
+            Some(&d) => (0, d),
+            None => (1 + PRIORITY_MAX - self.priority[piece as usize], piece),
+        }
+    }
+
+    /// Asks `peer` too for blocks of a time-critical piece that another peer
+    /// was asked for too long ago.
+    fn duplicate_stale(
+        &mut self,
+        piece: u32,
+        peer: PeerKey,
+        max: usize,
+        opts: &PickOptions<'_>,
+        out: &mut Vec<BlockRequest>,
+    ) {
+        let piece_size = self.piece_size(piece);
+        let Some(part) = self.partials.get_mut(&piece) else {
+            return;
+        };
+        let mut added = 0;
+        for b in 0..part.blocks.len() as u32 {
+            if added >= max {
+                break;
+            }
+            let Block::Requested(first) = part.blocks[b as usize] else {
+                continue;
+            };
+            if opts.now_ms.saturating_sub(part.req_at[b as usize]) < opts.dup_after_ms {
+                continue;
+            }
+            let extra = part.extra.iter().filter(|(eb, _)| *eb == b).count();
+            if first == peer || extra > 0 {
+                // One duplicate per block at most, never from the same peer.
+                continue;
+            }
+            part.extra.push((b, peer));
+            part.req_at[b as usize] = opts.now_ms;
+            let begin = b * BLOCK_SIZE;
+            out.push(BlockRequest {
+                index: piece,
+                begin,
+                length: (piece_size - begin).min(BLOCK_SIZE),
+            });
+            added += 1;
         }
     }
 
@@ -401,6 +641,10 @@ impl Picker {
             // Random among the top-priority class: start at a random point of
             // the tie-break order, wrap around.
             let top = self.candidates.first()?.0;
+            if top == 0 {
+                // Deadline pieces are never picked at random.
+                return self.candidates.iter().find(|k| usable(k.3)).map(|k| k.3);
+            }
             let pivot = (top, 0, (self.seed >> 32) as u32 ^ self.have.count_ones(), 0);
             let after = self.candidates.range(pivot..).take_while(|k| k.0 == top);
             let before = self.candidates.iter().take_while(|k| k.0 == top);
@@ -418,8 +662,8 @@ impl Picker {
         self.candidates.iter().find(|k| usable(k.3)).map(|k| k.3)
     }
 
+    /// The caller has removed `piece` from the candidates.
     fn start_piece(&mut self, piece: u32) {
-        self.candidates.remove(&self.key(piece));
         let n = self.blocks_in(piece);
         self.partials.insert(
             piece,
@@ -427,6 +671,7 @@ impl Picker {
                 blocks: vec![Block::Free; n as usize].into_boxed_slice(),
                 from: vec![PeerKey::MAX; n as usize].into_boxed_slice(),
                 extra: Vec::new(),
+                req_at: vec![0; n as usize].into_boxed_slice(),
                 free: n,
                 received: 0,
                 free_hint: 0,
@@ -439,8 +684,9 @@ impl Picker {
         piece: u32,
         peer: PeerKey,
         max: usize,
+        now_ms: u32,
         out: &mut Vec<BlockRequest>,
-    ) {
+    ) -> usize {
         let piece_size = self.piece_size(piece);
         let part = self.partials.get_mut(&piece).expect("partial exists");
         let mut taken = 0;
@@ -449,6 +695,7 @@ impl Picker {
         while b < n && taken < max && part.free > 0 {
             if part.blocks[b as usize] == Block::Free {
                 part.blocks[b as usize] = Block::Requested(peer);
+                part.req_at[b as usize] = now_ms;
                 part.free -= 1;
                 let begin = b * BLOCK_SIZE;
                 out.push(BlockRequest {
@@ -462,21 +709,18 @@ impl Picker {
         }
         // Everything below `b` is now taken or was not free.
         part.free_hint = b;
+        taken
     }
 
     fn pick_endgame(
         &mut self,
         peer: PeerKey,
-        usable: &impl Fn(u32) -> bool,
+        pieces: &[u32],
         max: usize,
+        now_ms: u32,
         out: &mut Vec<BlockRequest>,
     ) {
-        let mut pieces: Vec<u32> = self
-            .partials
-            .keys()
-            .copied()
-            .filter(|p| usable(*p))
-            .collect();
+        let mut pieces = pieces.to_vec();
         pieces.sort_unstable();
         let start = out.len();
         for piece in pieces {
@@ -497,6 +741,7 @@ impl Picker {
                     continue;
                 }
                 part.extra.push((b, peer));
+                part.req_at[b as usize] = now_ms;
                 let begin = b * BLOCK_SIZE;
                 out.push(BlockRequest {
                     index: piece,
@@ -612,6 +857,7 @@ impl Picker {
             vec![PeerKey::MAX; n as usize].into_boxed_slice(),
         );
         part.blocks.fill(Block::Free);
+        part.req_at.fill(0);
         part.extra.clear();
         part.free = n;
         part.received = 0;
@@ -661,12 +907,12 @@ mod tests {
         let mut p = picker(10);
         p.peer_seed();
         let mut out = Vec::new();
-        p.pick(1, PeerPieces::All, None, 2, &mut out);
+        p.pick(1, PeerPieces::All, &PickOptions::simple(2), &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].index, out[1].index);
         let first = out[0].index;
         out.clear();
-        p.pick(2, PeerPieces::All, None, 2, &mut out);
+        p.pick(2, PeerPieces::All, &PickOptions::simple(2), &mut out);
         assert!(out.iter().all(|r| r.index == first), "{out:?}");
     }
 
@@ -687,7 +933,12 @@ mod tests {
         p.peer_has(7);
         // Piece 5 has availability 2, the others 3.
         let mut out = Vec::new();
-        p.pick(9, PeerPieces::Some(&common), None, 1, &mut out);
+        p.pick(
+            9,
+            PeerPieces::Some(&common),
+            &PickOptions::simple(1),
+            &mut out,
+        );
         assert_eq!(out[0].index, 5);
     }
 
@@ -695,7 +946,7 @@ mod tests {
     fn duplicate_and_invalid_blocks() {
         let mut p = picker(2);
         let mut out = Vec::new();
-        p.pick(1, PeerPieces::All, None, 100, &mut out);
+        p.pick(1, PeerPieces::All, &PickOptions::simple(100), &mut out);
         assert_eq!(out.len(), 8);
         assert_eq!(
             p.block_received(1, 0, 0, 16 * KIB),
@@ -714,13 +965,13 @@ mod tests {
     fn endgame_duplicates_and_cancels() {
         let mut p = picker(1);
         let mut a = Vec::new();
-        p.pick(1, PeerPieces::All, None, 100, &mut a);
+        p.pick(1, PeerPieces::All, &PickOptions::simple(100), &mut a);
         assert_eq!(a.len(), 4);
         let mut b = Vec::new();
-        p.pick(2, PeerPieces::All, None, 100, &mut b);
+        p.pick(2, PeerPieces::All, &PickOptions::simple(100), &mut b);
         assert_eq!(b.len(), 4, "endgame requests the same blocks from peer 2");
         let mut again = Vec::new();
-        p.pick(2, PeerPieces::All, None, 100, &mut again);
+        p.pick(2, PeerPieces::All, &PickOptions::simple(100), &mut again);
         assert!(again.is_empty(), "never the same block twice from one peer");
         assert_eq!(
             p.block_received(2, 0, 0, 16 * KIB),
@@ -735,15 +986,15 @@ mod tests {
     fn failed_hash_reports_senders_and_restarts() {
         let mut p = picker(1);
         let mut out = Vec::new();
-        p.pick(1, PeerPieces::All, None, 2, &mut out);
-        p.pick(2, PeerPieces::All, None, 2, &mut out);
+        p.pick(1, PeerPieces::All, &PickOptions::simple(2), &mut out);
+        p.pick(2, PeerPieces::All, &PickOptions::simple(2), &mut out);
         for (i, r) in out.iter().enumerate() {
             let from = if i < 2 { 1 } else { 2 };
             p.block_received(from, r.index, r.begin, r.length);
         }
         assert_eq!(p.piece_checked(0, false), vec![1, 1, 2, 2]);
         out.clear();
-        p.pick(3, PeerPieces::All, None, 100, &mut out);
+        p.pick(3, PeerPieces::All, &PickOptions::simple(100), &mut out);
         assert_eq!(out.len(), 4);
     }
 
@@ -752,7 +1003,7 @@ mod tests {
         let mut p = picker(10);
         p.set_max_partials(2);
         let mut out = Vec::new();
-        p.pick(1, PeerPieces::All, None, 100, &mut out);
+        p.pick(1, PeerPieces::All, &PickOptions::simple(100), &mut out);
         let pieces: BTreeSet<u32> = out.iter().map(|r| r.index).collect();
         assert_eq!(pieces.len(), 2);
     }
@@ -766,13 +1017,134 @@ mod tests {
         only0.set(0);
         assert!(!p.is_interesting(PeerPieces::Some(&only0)));
         let mut out = Vec::new();
-        p.pick(1, PeerPieces::All, None, 100, &mut out);
+        p.pick(1, PeerPieces::All, &PickOptions::simple(100), &mut out);
         assert!(out.iter().all(|r| r.index == 1));
         assert_eq!(p.wanted_missing(), 1);
     }
 
+    fn streaming(max: usize, now_ms: u32) -> PickOptions<'static> {
+        PickOptions {
+            allowed: None,
+            max,
+            max_bulk: max,
+            now_ms,
+            critical_until_ms: now_ms + 2000,
+            critical_share: 2,
+            dup_after_ms: 500,
+        }
+    }
+
+    #[test]
+    fn deadline_pieces_come_first_in_deadline_order() {
+        let mut p = picker(20);
+        for piece in 0..4 {
+            p.set_have(piece);
+        }
+        p.set_deadline(15, 9000);
+        p.set_deadline(12, 5000);
+        p.set_deadline(17, 7000);
+        let mut out = Vec::new();
+        p.pick(1, PeerPieces::All, &PickOptions::simple(12), &mut out);
+        let order: Vec<u32> = out.iter().map(|r| r.index).collect();
+        assert_eq!(order, [12, 12, 12, 12, 17, 17, 17, 17, 15, 15, 15, 15]);
+    }
+
+    #[test]
+    fn critical_pieces_are_shared_between_peers() {
+        let mut p = picker(10);
+        p.set_deadline(5, 100);
+        let mut a = Vec::new();
+        p.pick(1, PeerPieces::All, &streaming(100, 0), &mut a);
+        // Peer 1 gets its share (2) of the critical piece first, then other work.
+        assert_eq!(a.iter().take_while(|r| r.index == 5).count(), 2);
+        let mut b = Vec::new();
+        p.pick(2, PeerPieces::All, &streaming(100, 0), &mut b);
+        assert_eq!(
+            b[0].index, 5,
+            "the second peer gets the rest of the critical piece"
+        );
+        assert!(b.iter().filter(|r| r.index == 5).count() >= 1);
+    }
+
+    #[test]
+    fn stale_critical_blocks_get_a_second_holder() {
+        let mut p = picker(2);
+        p.set_deadline(0, 0);
+        let mut a = Vec::new();
+        let mut opts = streaming(100, 0);
+        opts.critical_share = 100;
+        p.pick(
+            1,
+            PeerPieces::Some(&{
+                let mut b = Bitfield::new(2);
+                b.set(0);
+                b
+            }),
+            &opts,
+            &mut a,
+        );
+        assert_eq!(a.len(), 4);
+        let only0 = {
+            let mut b = Bitfield::new(2);
+            b.set(0);
+            b
+        };
+        let mut early = Vec::new();
+        opts.now_ms = 100;
+        p.pick(2, PeerPieces::Some(&only0), &opts, &mut early);
+        assert!(early.is_empty(), "not stale yet: {early:?}");
+        let mut late = Vec::new();
+        opts.now_ms = 600;
+        p.pick(2, PeerPieces::Some(&only0), &opts, &mut late);
+        assert_eq!(late.len(), 4, "every stale block asked of peer 2");
+        let mut again = Vec::new();
+        opts.now_ms = 2000;
+        p.pick(3, PeerPieces::Some(&only0), &opts, &mut again);
+        assert!(again.is_empty(), "at most one duplicate per block");
+        assert_eq!(
+            p.block_received(2, 0, 0, 16 * KIB),
+            BlockArrival::New {
+                complete: false,
+                cancel: vec![1]
+            }
+        );
+    }
+
+    #[test]
+    fn critical_pieces_start_beyond_the_partials_cap() {
+        let mut p = picker(10);
+        p.set_max_partials(1);
+        let mut out = Vec::new();
+        p.pick(1, PeerPieces::All, &PickOptions::simple(1), &mut out);
+        assert_eq!(p.in_progress(), 1);
+        p.set_deadline(9, 0);
+        out.clear();
+        p.pick(2, PeerPieces::All, &streaming(100, 0), &mut out);
+        assert!(out.iter().any(|r| r.index == 9));
+    }
+
+    #[test]
+    fn clearing_a_deadline_restores_normal_priority() {
+        let mut p = picker(4);
+        p.set_priority(3, PRIORITY_SKIP);
+        assert_eq!(p.wanted_missing(), 3);
+        p.set_deadline(3, 10);
+        assert_eq!(
+            p.wanted_missing(),
+            4,
+            "a deadline makes a skipped piece wanted"
+        );
+        p.clear_deadline(3);
+        assert_eq!(p.wanted_missing(), 3);
+        p.set_deadline(1, 10);
+        p.set_have(1);
+        assert_eq!(p.deadline(1), None);
+        assert_eq!(p.deadline_pieces().count(), 0);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
+        Deadline { piece: u32, ms: u32 },
         Pick { peer: u32, max: usize },
         Deliver { nth: usize, from_other: bool },
         Drop { nth: usize },
@@ -781,6 +1153,7 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
+            (0u32..12, 0u32..5000).prop_map(|(piece, ms)| Op::Deadline { piece, ms }),
             (0u32..4, 1usize..20).prop_map(|(peer, max)| Op::Pick { peer, max }),
             (any::<usize>(), any::<bool>())
                 .prop_map(|(nth, from_other)| Op::Deliver { nth, from_other }),
@@ -797,12 +1170,25 @@ mod tests {
             let total = u64::from(pieces) * 40 * 1024 - 5;
             let mut p = Picker::new(pieces, 40 * 1024, total, 7);
             let mut outstanding: Vec<(PeerKey, BlockRequest)> = Vec::new();
+            let mut clock = 0u32;
             for op in ops {
+                clock += 100;
                 match op {
+                    Op::Deadline { piece, ms } => {
+                        if piece < pieces {
+                            p.set_deadline(piece, ms);
+                        }
+                    }
                     Op::Pick { peer, max } => {
                         let mut out = Vec::new();
-                        p.pick(peer, PeerPieces::All, None, max, &mut out);
+                        let opts = PickOptions { max, max_bulk: max, ..streaming(max, clock) };
+                        p.pick(peer, PeerPieces::All, &opts, &mut out);
                         prop_assert!(out.len() <= max);
+                        // Deadline pieces are requested before any others.
+                        let first_bulk = out.iter().position(|r| p.deadline(r.index).is_none()).unwrap_or(out.len());
+                        let deadline_after_bulk = out[first_bulk..].iter().any(|r| p.deadline(r.index).is_some());
+                        let fresh_deadline_left = p.candidates.first().is_some_and(|k| k.0 == 0);
+                        prop_assert!(!deadline_after_bulk || !fresh_deadline_left);
                         for r in out {
                             prop_assert!(!p.has_piece(r.index));
                             prop_assert!(!outstanding.contains(&(peer, r)), "block requested twice from one peer");
@@ -850,7 +1236,7 @@ mod tests {
                 rounds += 1;
                 prop_assert!(rounds < 10_000);
                 let mut out = Vec::new();
-                p.pick(1, PeerPieces::All, None, 7, &mut out);
+                p.pick(1, PeerPieces::All, &PickOptions::simple(7), &mut out);
                 for r in out {
                     if let BlockArrival::New { complete: true, .. } = p.block_received(1, r.index, r.begin, r.length) {
                         p.piece_checked(r.index, true);

@@ -379,6 +379,31 @@ impl TorrentHandle {
         }
     }
 
+    /// The torrent's files; waits for the metadata of a magnet.
+    pub async fn files(&self) -> Result<Vec<crate::stream::FileInfo>, EngineError> {
+        self.shared.files().await
+    }
+
+    /// Opens a reader over one file, starting at byte `start` of the file.
+    /// Its position drives the piece deadlines while it is open.
+    pub async fn open_file(
+        &self,
+        file: usize,
+        start: u64,
+    ) -> Result<crate::stream::FileStream, EngineError> {
+        self.shared.open_stream(file, start).await
+    }
+
+    /// Fetches these byte ranges of a file before anything else for `ttl`.
+    pub fn prefetch(&self, file: usize, ranges: &[std::ops::Range<u64>], ttl: Duration) {
+        self.shared.prefetch(file, ranges, ttl);
+        self.shared.wake.notify_one();
+    }
+
+    pub fn streams(&self) -> Vec<crate::stream::StreamStats> {
+        self.shared.state.lock().stream_stats()
+    }
+
     pub fn peers(&self) -> Vec<crate::stats::PeerInfo> {
         self.shared.state.lock().peer_list()
     }

@@ -93,6 +93,7 @@ pub(crate) struct TorrentState {
     /// Some tracker answered at least once.
     pub tracker_ok: bool,
     pub last_tracker_error: Option<String>,
+    pub streams: crate::stream::Streams,
 }
 
 /// Piece data and plan; exists once the metadata is known.
@@ -262,6 +263,7 @@ impl TorrentState {
             dirty: false,
             tracker_ok: false,
             last_tracker_error: None,
+            streams: crate::stream::Streams::default(),
         }
     }
 
@@ -711,6 +713,9 @@ impl TorrentState {
                 }
             }
             self.update_interest(key);
+        }
+        if self.streams.active() {
+            self.update_deadlines();
         }
         if now.duration_since(self.last_rechoke) >= RECHOKE_EVERY {
             self.last_rechoke = now;

@@ -3,7 +3,8 @@
 //! verify goes back to the connection task in `PeerLocal::completed`.
 
 use super::{EXT_UT_METADATA, ExtState, PeerError, PeerHave, PeerLocal, UploadRead};
-use crate::picker::{BlockArrival, PeerKey, PeerPieces};
+use crate::picker::{BlockArrival, PeerKey, PeerPieces, PickOptions};
+use crate::stream::CRITICAL_HORIZON;
 use crate::torrent::TorrentState;
 use bt_proto::Bitfield;
 use bt_proto::extension::ExtendedHandshake;
@@ -500,6 +501,19 @@ impl TorrentState {
     }
 
     fn fill_requests(&mut self, key: PeerKey, local: &mut PeerLocal) {
+        let streaming = self.streams.active();
+        let now_ms = self.streams.now_ms();
+        // While a stream is open, time-critical blocks are split between the
+        // peers that are serving us.
+        let serving = if streaming {
+            self.peers
+                .values()
+                .filter(|p| !p.peer_choking && p.am_interested)
+                .count()
+                .max(1)
+        } else {
+            1
+        };
         let TorrentState {
             peers,
             meta,
@@ -518,13 +532,32 @@ impl TorrentState {
         if choked && peer.allowed_fast.is_empty() {
             return;
         }
+        let cap = max_depth(config.max_requests_per_peer, peer.reqq);
         let depth = if peer.snubbed {
             1
+        } else if streaming && !peer.slow_start {
+            // Short pipes while streaming: at most ~1 s of this peer's rate
+            // of bulk requests, so an urgent block never waits long behind.
+            depth_for_rate(peer.down.rate(), 1.0, cap).max(4)
         } else {
-            peer.queue_depth
-                .min(max_depth(config.max_requests_per_peer, peer.reqq))
+            peer.queue_depth.min(cap)
         };
-        if peer.outstanding.len() >= depth {
+        let outstanding = peer.outstanding.len();
+        let (max, max_bulk) = if streaming {
+            let bulk = peer
+                .outstanding
+                .iter()
+                .filter(|(r, _)| meta.picker.deadline(r.index).is_none())
+                .count();
+            (
+                (2 * depth).min(cap).saturating_sub(outstanding),
+                depth.saturating_sub(bulk),
+            )
+        } else {
+            let room = depth.saturating_sub(outstanding);
+            (room, room)
+        };
+        if max == 0 {
             return;
         }
         let view = match &peer.have {
@@ -532,14 +565,22 @@ impl TorrentState {
             PeerHave::Bits(b) => PeerPieces::Some(b),
             PeerHave::Pending { .. } => return,
         };
-        let allowed = if choked {
-            Some(peer.allowed_fast.as_slice())
-        } else {
-            None
+        let blocks_per_piece = meta.picker.blocks_in(0) as usize;
+        let opts = PickOptions {
+            allowed: if choked {
+                Some(peer.allowed_fast.as_slice())
+            } else {
+                None
+            },
+            max,
+            max_bulk,
+            now_ms,
+            critical_until_ms: now_ms.saturating_add(CRITICAL_HORIZON.as_millis() as u32),
+            critical_share: blocks_per_piece.div_ceil(serving),
+            dup_after_ms: config.critical_duplicate_after.as_millis() as u32,
         };
         scratch.clear();
-        meta.picker
-            .pick(key, view, allowed, depth - peer.outstanding.len(), scratch);
+        meta.picker.pick(key, view, &opts, scratch);
         let now = Instant::now();
         for r in scratch.drain(..) {
             Message::Request(r).encode(&mut local.wbuf);
