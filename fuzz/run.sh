@@ -15,7 +15,7 @@ cp ../crates/bt-proto/tests/fixtures/*.torrent corpus/bencode/
 dict_for() {
   case $1 in
     magnet) echo "-dict=dicts/magnet.dict" ;;
-    tracker_http) echo "-dict=dicts/bencode.dict" ;;
+    tracker_http) echo "-dict=dicts/tracker_http.dict" ;;
     wire|tracker_udp) echo "" ;;
     *) echo "-dict=dicts/bencode.dict" ;;
   esac
