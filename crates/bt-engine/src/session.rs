@@ -391,13 +391,31 @@ impl TorrentHandle {
         file: usize,
         start: u64,
     ) -> Result<crate::stream::FileStream, EngineError> {
-        self.shared.open_stream(file, start).await
+        self.shared.open_stream(file, start..u64::MAX).await
+    }
+
+    /// Like [`TorrentHandle::open_file`] for a reader that will stop at
+    /// `range.end` (a bounded HTTP range): nothing past it is prefetched.
+    pub async fn open_file_range(
+        &self,
+        file: usize,
+        range: std::ops::Range<u64>,
+    ) -> Result<crate::stream::FileStream, EngineError> {
+        self.shared.open_stream(file, range).await
     }
 
     /// Fetches these byte ranges of a file before anything else for `ttl`.
     pub fn prefetch(&self, file: usize, ranges: &[std::ops::Range<u64>], ttl: Duration) {
         self.shared.prefetch(file, ranges, ttl);
         self.shared.wake.notify_one();
+    }
+
+    /// How fast a file is played (bytes/s), e.g. size / duration from the
+    /// container; sizes the readahead window of its streams.
+    pub fn set_file_bitrate(&self, file: usize, bytes_per_sec: u64) {
+        let mut st = self.shared.state.lock();
+        st.streams.file_bitrate.insert(file, bytes_per_sec.max(1));
+        st.update_deadlines();
     }
 
     pub fn streams(&self) -> Vec<crate::stream::StreamStats> {
@@ -504,7 +522,7 @@ async fn accept_one(shared: &Arc<SessionShared>, mut stream: TcpStream, addr: So
     let Some(t) = shared.torrents.read().get(&info_hash).cloned() else {
         return false;
     };
-    start_connection(t, stream, addr, Some(reserved)).await
+    start_connection(t, stream, addr, Some(reserved), None).await
 }
 
 /// Handshake, registration and the connection loop for either direction.
@@ -513,6 +531,7 @@ async fn start_connection(
     mut stream: TcpStream,
     addr: SocketAddr,
     incoming: Option<Reserved>,
+    rtt: Option<Duration>,
 ) -> bool {
     let ours = t.session.handshake_for(t.info_hash);
     let (reserved, peer_id) = match peer::handshake(
@@ -532,7 +551,7 @@ async fn start_connection(
     let registered = t
         .state
         .lock()
-        .register_peer(addr, peer_id, reserved, incoming.is_some());
+        .register_peer(addr, peer_id, reserved, incoming.is_some(), rtt);
     match registered {
         Ok((key, notify)) => {
             tracing::debug!(%addr, ?peer_id, "peer connected");
@@ -561,7 +580,9 @@ pub(crate) async fn connect_out(t: Arc<TorrentShared>, addr: SocketAddr) {
         }
         socket.connect(addr).await
     };
+    let started = std::time::Instant::now();
     let stream = tokio::time::timeout(config.connect_timeout, connect).await;
+    let rtt = started.elapsed();
     let Ok(Ok(stream)) = stream else {
         t.session.connect_finished(false);
         t.state.lock().addrs.closed(addr, true);
@@ -569,7 +590,7 @@ pub(crate) async fn connect_out(t: Arc<TorrentShared>, addr: SocketAddr) {
     };
     t.session.connect_finished(true);
     // `peer::run` releases the slot itself when a registered connection ends.
-    if !start_connection(t.clone(), stream, addr, None).await {
+    if !start_connection(t.clone(), stream, addr, None, Some(rtt)).await {
         t.session.connection_closed();
         t.state.lock().addrs.closed(addr, true);
     }

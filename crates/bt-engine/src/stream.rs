@@ -53,6 +53,10 @@ pub(crate) const CRITICAL_HORIZON: Duration = Duration::from_secs(2);
 const IDLE_AFTER: Duration = Duration::from_secs(5);
 /// Pieces at least this complete are not cancelled on a seek.
 const KEEP_IF_RECEIVED: f64 = 0.75;
+/// Bytes past the end of a bounded range fetched in order (not urgently).
+const PAST_RANGE: u64 = 4 << 20;
+/// How long streaming mode outlives the last stream.
+const STREAMING_LINGER: Duration = Duration::from_secs(15);
 /// A prefetch hint larger than this is cut.
 const MAX_HINT: u64 = 16 << 20;
 
@@ -65,6 +69,9 @@ pub(crate) struct StreamEntry {
     pub span: Range<u64>,
     /// Torrent offset of the next byte the reader wants.
     pub pos: u64,
+    /// Torrent offset where the reader will stop (a bounded HTTP range):
+    /// nothing past it is worth fetching for this stream.
+    pub limit: u64,
     pub bitrate: Option<u64>,
     pub opened_at: Instant,
     pub last_read: Instant,
@@ -79,8 +86,8 @@ pub(crate) struct StreamEntry {
 }
 
 impl StreamEntry {
-    fn bitrate(&self) -> u64 {
-        if let Some(b) = self.bitrate {
+    fn bitrate(&self, file_bitrate: Option<u64>) -> u64 {
+        if let Some(b) = self.bitrate.or(file_bitrate) {
             return b.max(1);
         }
         // The reader's own pace once it has read for a while.
@@ -93,8 +100,8 @@ impl StreamEntry {
         .max(64 * 1024)
     }
 
-    fn window(&self) -> u64 {
-        (self.bitrate() * READAHEAD_SECS).clamp(MIN_WINDOW, MAX_WINDOW)
+    fn window(&self, bitrate: u64) -> u64 {
+        (bitrate * READAHEAD_SECS).clamp(MIN_WINDOW, MAX_WINDOW)
     }
 }
 
@@ -107,6 +114,10 @@ pub(crate) struct Streams {
     pub hints: Vec<(Range<u64>, Instant)>,
     /// Origin of the picker's millisecond clock.
     pub epoch: Instant,
+    /// Bitrates learnt per file (from the container), bytes/s.
+    pub file_bitrate: std::collections::HashMap<usize, u64>,
+    /// When a stream or hint last existed.
+    pub last_active: Option<Instant>,
 }
 
 impl Default for Streams {
@@ -116,6 +127,8 @@ impl Default for Streams {
             list: Vec::new(),
             hints: Vec::new(),
             epoch: Instant::now(),
+            file_bitrate: std::collections::HashMap::new(),
+            last_active: None,
         }
     }
 }
@@ -125,8 +138,15 @@ impl Streams {
         self.epoch.elapsed().as_millis().min(u128::from(u32::MAX)) as u32
     }
 
+    /// Streaming mode lasts a while after the last reader closed: players
+    /// open a new range request after the previous one, and deep bulk
+    /// pipelines in between would delay it.
     pub fn active(&self) -> bool {
-        !self.list.is_empty() || !self.hints.is_empty()
+        !self.list.is_empty()
+            || !self.hints.is_empty()
+            || self
+                .last_active
+                .is_some_and(|t| t.elapsed() < STREAMING_LINGER)
     }
 }
 
@@ -159,6 +179,9 @@ impl TorrentState {
             return;
         };
         streams.hints.retain(|(_, until)| *until > now);
+        if !streams.list.is_empty() || !streams.hints.is_empty() {
+            streams.last_active = Some(now);
+        }
         let now_ms = streams.now_ms();
         let piece_len = u64::from(meta.info.piece_length);
         let mut want: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
@@ -170,18 +193,28 @@ impl TorrentState {
             if now.duration_since(s.last_read) > IDLE_AFTER && !s.waiting {
                 continue;
             }
-            let end = (s.pos + s.window()).min(s.span.end);
+            let rate = s.bitrate(streams.file_bitrate.get(&s.file).copied());
+            // A bounded range (a player's probe, a range request) is often
+            // followed by the next one: the bytes just past it are fetched
+            // in order too, but never as time-critical.
+            let window_end = (s.pos + s.window(rate)).min(s.span.end);
+            let past_limit = s.limit.saturating_add(PAST_RANGE).min(window_end);
+            let end = s.limit.min(window_end).max(past_limit);
             if s.pos >= end {
                 continue;
             }
-            let rate = s.bitrate();
             let first = (s.pos / piece_len) as u32;
             let last = ((end - 1) / piece_len) as u32;
+            let relaxed = now_ms.saturating_add(CRITICAL_HORIZON.as_millis() as u32 + 1000);
             for p in first..=last {
                 let start = u64::from(p) * piece_len;
                 let ahead = start.saturating_sub(s.pos);
                 let ms = (ahead.saturating_mul(1000) / rate).min(u64::from(u32::MAX / 2)) as u32;
-                due(p, now_ms.saturating_add(ms));
+                let mut at = now_ms.saturating_add(ms);
+                if start >= s.limit {
+                    at = at.max(relaxed);
+                }
+                due(p, at);
             }
         }
         for (r, _) in &streams.hints {
@@ -272,6 +305,7 @@ impl TorrentState {
             .iter()
             .map(|s| {
                 let ahead = self.readable(s.pos, s.span.end - s.pos);
+                let rate = s.bitrate(self.streams.file_bitrate.get(&s.file).copied());
                 StreamStats {
                     id: s.id,
                     file: s.file,
@@ -280,9 +314,9 @@ impl TorrentState {
                     time_to_first_byte: s.ttfb,
                     seeks: s.seeks,
                     last_seek_latency: s.last_seek_latency,
-                    buffered_ahead_secs: ahead as f64 / s.bitrate() as f64,
+                    buffered_ahead_secs: ahead as f64 / rate as f64,
                     underruns: s.underruns,
-                    bitrate: s.bitrate(),
+                    bitrate: rate,
                 }
             })
             .collect()
@@ -373,12 +407,13 @@ impl TorrentShared {
     pub(crate) async fn open_stream(
         self: &Arc<Self>,
         file: usize,
-        start: u64,
+        range: Range<u64>,
     ) -> Result<FileStream, EngineError> {
         let files = self.files().await?;
         let info = files.get(file).ok_or(EngineError::NoSuchFile(file))?;
         let span = info.offset..info.offset + info.length;
-        let start = start.min(info.length);
+        let start = range.start.min(info.length);
+        let limit = span.start + range.end.clamp(start, info.length);
         let mut st = self.state.lock();
         let storage = st.storage().expect("metadata is present");
         let id = st.streams.next_id;
@@ -389,6 +424,7 @@ impl TorrentShared {
             file,
             span: span.clone(),
             pos: span.start + start,
+            limit,
             bitrate: None,
             opened_at: now,
             last_read: now,

@@ -289,6 +289,7 @@ impl TorrentState {
         peer_id: PeerId,
         reserved: bt_proto::wire::Reserved,
         incoming: bool,
+        rtt: Option<Duration>,
     ) -> Result<(PeerKey, Arc<Notify>), Refused> {
         use bt_proto::wire::Reserved;
         if peer_id == self.our_id {
@@ -344,6 +345,7 @@ impl TorrentState {
                 outstanding: Default::default(),
                 queue_depth: 16,
                 slow_start: true,
+                rtt,
                 prev_second: 0,
                 snubbed: false,
                 connected_at: now,
@@ -355,10 +357,20 @@ impl TorrentState {
                 notify: notify.clone(),
             },
         );
-        if !incoming {
+        if incoming {
             // Outgoing connections were marked connected when picked.
-        } else if let Some(e) = self.addrs.entries.get_mut(&addr) {
-            e.connected = true;
+            if let Some(e) = self.addrs.entries.get_mut(&addr) {
+                e.connected = true;
+            }
+        }
+        // Say we are interested right away rather than after the peer's
+        // bitfield: most peers we reach are seeds, and a rate-limited peer
+        // may unchoke only on its next tick. Corrected when the bitfield
+        // shows nothing we want.
+        if self.meta.as_ref().is_some_and(|m| !m.picker.is_complete()) && !self.paused {
+            let peer = self.peers.get_mut(&key).expect("just inserted");
+            peer.am_interested = true;
+            peer.outbox.interest_changed = true;
         }
         Ok((key, notify))
     }
@@ -573,6 +585,9 @@ impl TorrentState {
                 meta.verified_bytes += u64::from(meta.picker.piece_size(piece));
                 let suspects = meta.suspects.remove(&piece);
                 tracing::debug!(piece, "piece verified");
+                if self.completed_log.is_empty() {
+                    tracing::debug!(piece, "first piece verified");
+                }
                 self.completed_log.push(piece);
                 self.dirty = true;
                 if let (Some(suspects), Some(good)) = (suspects, block_hashes) {

@@ -1,6 +1,7 @@
 //! The `riptide` command: the server and its command-line tools.
 
 mod commands;
+mod progress;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,8 @@ enum Command {
     Download(commands::download::Args),
     /// Print what a .torrent file contains.
     Info(commands::info::Args),
+    /// Play a torrent while it downloads: serve its video over HTTP.
+    Stream(commands::stream::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Download(args) => commands::download::run(args),
         Command::Info(args) => commands::info::run(args),
+        Command::Stream(args) => commands::stream::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

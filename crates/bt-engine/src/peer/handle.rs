@@ -15,6 +15,12 @@ use std::time::{Duration, Instant};
 /// A peer that has not told us `reqq` gets at most this many requests
 /// (the value BEP 10 suggests; some clients drop requests beyond it).
 const DEFAULT_PEER_REQQ: u32 = 250;
+/// Round trip assumed for peers that connected to us.
+const DEFAULT_RTT: Duration = Duration::from_millis(100);
+/// Pipeline while streaming, in seconds of the peer's rate.
+const STREAMING_PIPE_SECS: f64 = 0.1;
+/// ... but never less than this many bytes.
+const STREAMING_MIN_PIPE_BYTES: f64 = 1024.0 * 1024.0;
 /// HAVEs kept for a peer while we wait for metadata.
 const MAX_PENDING_HAVES: usize = 100_000;
 /// Allowed-fast pieces remembered per peer.
@@ -76,7 +82,10 @@ impl TorrentState {
                 peer.peer_choking = true;
                 self.drop_outstanding(key, true);
             }
-            Message::Unchoke => peer.peer_choking = false,
+            Message::Unchoke => {
+                tracing::debug!(peer = %peer.addr, "unchoked by peer");
+                peer.peer_choking = false;
+            }
             Message::Interested => {
                 peer.peer_interested = true;
                 self.unchoke_if_slot_free(key);
@@ -278,6 +287,9 @@ impl TorrentState {
             self.wasted += u64::from(len);
             return Ok(());
         };
+        if self.down.total() == u64::from(len) {
+            tracing::debug!(index, begin, "first block received");
+        }
         match meta.picker.block_received(key, index, begin, len) {
             BlockArrival::Invalid => {
                 self.wasted += u64::from(len);
@@ -478,6 +490,7 @@ impl TorrentState {
             }
         }
         if std::mem::take(&mut peer.outbox.interest_changed) {
+            tracing::debug!(peer = %peer.addr, interested = peer.am_interested, "sending interest");
             local.send(if peer.am_interested {
                 &Message::Interested
             } else {
@@ -535,28 +548,32 @@ impl TorrentState {
         let cap = max_depth(config.max_requests_per_peer, peer.reqq);
         let depth = if peer.snubbed {
             1
-        } else if streaming && !peer.slow_start {
-            // Short pipes while streaming: at most ~1 s of this peer's rate
-            // of bulk requests, so an urgent block never waits long behind.
-            depth_for_rate(peer.down.rate(), 1.0, cap).max(4)
+        } else if streaming {
+            // Short pipes while streaming. A peer serves requests in order
+            // and many (libtorrent) read megabytes ahead into their send
+            // buffer, where a CANCEL no longer reaches; whatever is queued
+            // there delays the block a seek needs. So keep about 100 ms of
+            // this peer's rate in flight (more on long round trips), and at
+            // least what a rate-limited peer sends in one of its ticks.
+            let rtt = peer.rtt.unwrap_or(DEFAULT_RTT).as_secs_f64();
+            let rate = peer.down.rate().max(peer.down.last_second());
+            // Until the rate is known, one piece-sized burst; a slow peer's
+            // floor shrinks to half a second of its rate.
+            let floor = if rate == 0 {
+                STREAMING_MIN_PIPE_BYTES
+            } else {
+                STREAMING_MIN_PIPE_BYTES
+                    .min(rate as f64 * 0.5)
+                    .max(64.0 * 1024.0)
+            };
+            let bytes = (rate as f64 * (2.0 * rtt).max(STREAMING_PIPE_SECS)).max(floor);
+            ((bytes / f64::from(BLOCK_SIZE)).ceil() as usize).clamp(4, cap)
         } else {
             peer.queue_depth.min(cap)
         };
         let outstanding = peer.outstanding.len();
-        let (max, max_bulk) = if streaming {
-            let bulk = peer
-                .outstanding
-                .iter()
-                .filter(|(r, _)| meta.picker.deadline(r.index).is_none())
-                .count();
-            (
-                (2 * depth).min(cap).saturating_sub(outstanding),
-                depth.saturating_sub(bulk),
-            )
-        } else {
-            let room = depth.saturating_sub(outstanding);
-            (room, room)
-        };
+        let max = depth.saturating_sub(outstanding);
+        let max_bulk = max;
         if max == 0 {
             return;
         }

@@ -98,6 +98,8 @@ pub(crate) struct PeerEntry {
     pub outstanding: VecDeque<(BlockRequest, Instant)>,
     pub queue_depth: usize,
     pub slow_start: bool,
+    /// Round-trip estimate (TCP connect time of outgoing connections).
+    pub rtt: Option<Duration>,
     /// Bytes received in the previous second, to detect the end of slow start.
     pub prev_second: u64,
     pub snubbed: bool,

@@ -1,11 +1,10 @@
 //! `riptide download`: fetch one torrent into a folder, show progress, exit
 //! once every byte is verified on disk (or keep seeding with `--seed`).
 
+use crate::progress::ProgressView;
 use crate::units;
 use anyhow::{Context, bail};
-use bt_engine::{AddTorrent, Session, SessionConfig, TorrentStats, TorrentStatus};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
+use bt_engine::{AddTorrent, Session, SessionConfig, TorrentStats};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -49,17 +48,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     runtime.block_on(download(args, source))
 }
 
-async fn start_session(args: &Args) -> anyhow::Result<Session> {
-    let resume_dir = args
-        .resume_dir
-        .clone()
-        .unwrap_or_else(|| args.out.join(".riptide"));
+pub async fn start_session_with(
+    out: &std::path::Path,
+    bind: IpAddr,
+    port: Option<u16>,
+    resume_dir: Option<PathBuf>,
+) -> anyhow::Result<Session> {
+    let resume_dir = resume_dir.unwrap_or_else(|| out.join(".riptide"));
     let base = SessionConfig {
-        bind_ip: args.bind,
+        bind_ip: bind,
         resume_dir: Some(resume_dir),
         ..SessionConfig::default()
     };
-    if let Some(port) = args.port {
+    if let Some(port) = port {
         return Ok(Session::start(SessionConfig {
             listen_port: port,
             ..base
@@ -85,7 +86,8 @@ async fn start_session(args: &Args) -> anyhow::Result<Session> {
 }
 
 async fn download(args: Args, source: bt_engine::TorrentSource) -> anyhow::Result<()> {
-    let session = start_session(&args).await?;
+    let session =
+        start_session_with(&args.out, args.bind, args.port, args.resume_dir.clone()).await?;
     let handle = session
         .add_torrent(AddTorrent {
             source,
@@ -167,73 +169,5 @@ fn stall_error(s: &TorrentStats, secs: u64) -> anyhow::Error {
         (None, false) => anyhow::anyhow!(
             "the torrent has no trackers and no peer connected in {secs}s; give peers with --peer"
         ),
-    }
-}
-
-/// A progress bar on a terminal; a plain line every few seconds otherwise
-/// (logs of benchmark runs and tests).
-struct ProgressView {
-    bar: Option<ProgressBar>,
-    last_line: std::cell::Cell<Instant>,
-}
-
-impl ProgressView {
-    fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = ProgressBar::new(0);
-            b.set_style(
-                ProgressStyle::with_template("{bar:30} {percent:>3}% {msg}")
-                    .expect("template is valid")
-                    .progress_chars("=> "),
-            );
-            b
-        });
-        ProgressView {
-            bar,
-            last_line: std::cell::Cell::new(Instant::now()),
-        }
-    }
-
-    fn line(s: &TorrentStats) -> String {
-        let eta = s.eta.map(units::duration).unwrap_or_else(|| "-".into());
-        let what = match s.status {
-            TorrentStatus::Seeding => format!("up {}", units::rate(s.upload_rate)),
-            _ => format!(
-                "{}/{} down {} up {} eta {eta}",
-                units::bytes(s.verified_bytes),
-                units::bytes(s.total_bytes),
-                units::rate(s.download_rate),
-                units::rate(s.upload_rate)
-            ),
-        };
-        format!(
-            "{} | {what} | peers {} ({} seeds)",
-            s.status.as_str(),
-            s.peers,
-            s.seeds
-        )
-    }
-
-    fn update(&self, s: &TorrentStats) {
-        match &self.bar {
-            Some(b) => {
-                b.set_length(s.total_bytes.max(1));
-                b.set_position(s.verified_bytes);
-                b.set_message(Self::line(s));
-            }
-            None => {
-                if self.last_line.get().elapsed() >= Duration::from_secs(5) {
-                    self.last_line.set(Instant::now());
-                    eprintln!("{:5.1}% {}", s.progress() * 100.0, Self::line(s));
-                }
-            }
-        }
-    }
-
-    fn finish(&self, s: &TorrentStats) {
-        if let Some(b) = &self.bar {
-            b.set_position(s.verified_bytes);
-            b.finish_and_clear();
-        }
     }
 }

@@ -3,3 +3,4 @@
 pub mod download;
 pub mod info;
 pub mod source;
+pub mod stream;
