@@ -53,6 +53,8 @@ pub(crate) const CRITICAL_HORIZON: Duration = Duration::from_secs(2);
 const IDLE_AFTER: Duration = Duration::from_secs(5);
 /// Pieces at least this complete are not cancelled on a seek.
 const KEEP_IF_RECEIVED: f64 = 0.75;
+/// How long the window of a closed stream is kept for a follow-up request.
+const RECENT_TTL: Duration = Duration::from_secs(3);
 /// Bytes past the end of a bounded range fetched in order (not urgently).
 const PAST_RANGE: u64 = 4 << 20;
 /// How long streaming mode outlives the last stream.
@@ -118,6 +120,11 @@ pub(crate) struct Streams {
     pub file_bitrate: std::collections::HashMap<usize, u64>,
     /// When a stream or hint last existed.
     pub last_active: Option<Instant>,
+    /// Windows of streams that closed a moment ago: a player's next range
+    /// request usually continues where the last one stopped, so these keep
+    /// their (relaxed) deadlines until a new stream either takes one over or
+    /// jumps elsewhere.
+    pub recent: Vec<(Range<u64>, Instant)>,
 }
 
 impl Default for Streams {
@@ -129,6 +136,7 @@ impl Default for Streams {
             epoch: Instant::now(),
             file_bitrate: std::collections::HashMap::new(),
             last_active: None,
+            recent: Vec::new(),
         }
     }
 }
@@ -179,6 +187,9 @@ impl TorrentState {
             return;
         };
         streams.hints.retain(|(_, until)| *until > now);
+        streams
+            .recent
+            .retain(|(_, at)| now.duration_since(*at) < RECENT_TTL);
         if !streams.list.is_empty() || !streams.hints.is_empty() {
             streams.last_active = Some(now);
         }
@@ -196,7 +207,7 @@ impl TorrentState {
             let rate = s.bitrate(streams.file_bitrate.get(&s.file).copied());
             // A bounded range (a player's probe, a range request) is often
             // followed by the next one: the bytes just past it are fetched
-            // in order too, but never as time-critical.
+            // in order too, after the range and never as time-critical.
             let window_end = (s.pos + s.window(rate)).min(s.span.end);
             let past_limit = s.limit.saturating_add(PAST_RANGE).min(window_end);
             let end = s.limit.min(window_end).max(past_limit);
@@ -223,6 +234,15 @@ impl TorrentState {
             }
             for p in (r.start / piece_len) as u32..=((r.end - 1) / piece_len) as u32 {
                 due(p, now_ms);
+            }
+        }
+        let relaxed = now_ms.saturating_add(CRITICAL_HORIZON.as_millis() as u32 + 1000);
+        for (r, _) in &streams.recent {
+            if r.start >= r.end {
+                continue;
+            }
+            for p in (r.start / piece_len) as u32..=((r.end - 1) / piece_len) as u32 {
+                due(p, relaxed);
             }
         }
         let stale: Vec<u32> = meta
@@ -262,6 +282,7 @@ impl TorrentState {
             for r in &cancelled {
                 picker.request_dropped(key, r.index, r.begin, r.length);
             }
+            tracing::debug!(peer = %peer.addr, cancelled = cancelled.len(), "cancelled requests nobody waits for");
             if !cancelled.is_empty() {
                 peer.outbox.cancels.extend(cancelled);
                 peer.wake();
@@ -269,14 +290,41 @@ impl TorrentState {
         }
     }
 
-    /// Reacts to a stream opening or jumping: new deadlines, cancels, and a
-    /// wake-up for every connection so the new head is requested now.
-    fn stream_moved(&mut self) {
-        self.update_deadlines();
-        self.cancel_unwanted_requests();
+    /// Reacts to a stream opening or moving to torrent offset `at`: if it
+    /// continues a window that is being fetched (a closed stream's, or
+    /// already buffered data) nothing is cancelled; a jump elsewhere drops
+    /// the lingering windows and cancels requests nobody waits for, so the
+    /// new position is served first. Every connection is woken.
+    fn stream_moved(&mut self, at: u64) {
+        let continues =
+            self.streams.recent.iter().any(|(r, _)| r.contains(&at)) || self.readable(at, 1) > 0;
+        if continues {
+            self.streams.recent.retain(|(r, _)| !r.contains(&at));
+            self.update_deadlines();
+        } else {
+            self.streams.recent.clear();
+            self.update_deadlines();
+            self.cancel_unwanted_requests();
+        }
         for p in self.peers.values() {
             p.wake();
         }
+    }
+
+    /// A stream closed: its window lingers for a follow-up request.
+    fn stream_closed(&mut self, id: u64) {
+        let Some(i) = self.streams.list.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let s = self.streams.list.remove(i);
+        let rate = s.bitrate(self.streams.file_bitrate.get(&s.file).copied());
+        let end = (s.pos + s.window(rate))
+            .min(s.limit.saturating_add(PAST_RANGE))
+            .min(s.span.end);
+        if s.pos < end {
+            self.streams.recent.push((s.pos..end, Instant::now()));
+        }
+        self.update_deadlines();
     }
 
     /// Whether `[offset, offset+len)` is contiguous verified data; returns
@@ -437,7 +485,7 @@ impl TorrentShared {
             underruns: 0,
             waiting: true,
         });
-        st.stream_moved();
+        st.stream_moved(span.start + start);
         let progress = st.progress.subscribe();
         drop(st);
         self.wake.notify_one();
@@ -476,7 +524,10 @@ impl TorrentShared {
                 st.streams.hints.push((base + start..base + end, until));
             }
         }
-        st.stream_moved();
+        st.update_deadlines();
+        for p in st.peers.values() {
+            p.wake();
+        }
     }
 }
 
@@ -520,11 +571,6 @@ impl FileStream {
         if pos == self.pos {
             return;
         }
-        let jumped = {
-            let st = self.torrent.state.lock();
-            // A jump is any move to data that is not already buffered.
-            st.readable(self.span.start + pos, 1) == 0
-        };
         self.pos = pos;
         self.chunk.clear();
         self.chunk_pos = 0;
@@ -540,11 +586,7 @@ impl FileStream {
             s.last_read = now;
             s.waiting = true;
         }
-        if jumped {
-            st.stream_moved();
-        } else {
-            st.update_deadlines();
-        }
+        st.stream_moved(self.span.start + pos);
     }
 }
 
@@ -745,7 +787,6 @@ impl Drop for FileStream {
                 "stream closed"
             );
         }
-        st.streams.list.retain(|s| s.id != self.id);
-        st.update_deadlines();
+        st.stream_closed(self.id);
     }
 }

@@ -585,11 +585,9 @@ impl TorrentState {
                 meta.verified_bytes += u64::from(meta.picker.piece_size(piece));
                 let suspects = meta.suspects.remove(&piece);
                 tracing::debug!(piece, "piece verified");
-                if self.completed_log.is_empty() {
-                    tracing::debug!(piece, "first piece verified");
-                }
                 self.completed_log.push(piece);
                 self.dirty = true;
+
                 if let (Some(suspects), Some(good)) = (suspects, block_hashes) {
                     let liars: HashSet<IpAddr> = suspects
                         .into_iter()

@@ -21,6 +21,11 @@ const DEFAULT_RTT: Duration = Duration::from_millis(100);
 const STREAMING_PIPE_SECS: f64 = 0.1;
 /// ... but never less than this many bytes.
 const STREAMING_MIN_PIPE_BYTES: f64 = 1024.0 * 1024.0;
+/// While streaming, 1/this of a pipe may carry pieces without a deadline.
+const STREAMING_BULK_SHARE: usize = 4;
+/// Before the peer's rate is known: two pieces' worth of a common size, so
+/// the piece after the first is already queued when the first arrives.
+const STREAMING_START_PIPE_BYTES: f64 = 2.0 * 1024.0 * 1024.0;
 /// HAVEs kept for a peer while we wait for metadata.
 const MAX_PENDING_HAVES: usize = 100_000;
 /// Allowed-fast pieces remembered per peer.
@@ -73,6 +78,9 @@ impl TorrentState {
             return Err(PeerError::Closed("unregistered"));
         };
         peer.last_received = now;
+        if !matches!(msg, Message::Piece { .. }) {
+            tracing::trace!(peer = %peer.addr, ?msg, "received");
+        }
         match msg {
             Message::KeepAlive
             | Message::Port(_)
@@ -560,7 +568,7 @@ impl TorrentState {
             // Until the rate is known, one piece-sized burst; a slow peer's
             // floor shrinks to half a second of its rate.
             let floor = if rate == 0 {
-                STREAMING_MIN_PIPE_BYTES
+                STREAMING_START_PIPE_BYTES
             } else {
                 STREAMING_MIN_PIPE_BYTES
                     .min(rate as f64 * 0.5)
@@ -573,7 +581,21 @@ impl TorrentState {
         };
         let outstanding = peer.outstanding.len();
         let max = depth.saturating_sub(outstanding);
-        let max_bulk = max;
+        // While streaming, pieces nobody waits for get a quarter of the
+        // pipe: the rest stays free for the blocks a reader will need next.
+        let max_bulk = if streaming {
+            let bulk = peer
+                .outstanding
+                .iter()
+                .filter(|(r, _)| meta.picker.deadline(r.index).is_none())
+                .count();
+            (depth / STREAMING_BULK_SHARE)
+                .max(1)
+                .saturating_sub(bulk)
+                .min(max)
+        } else {
+            max
+        };
         if max == 0 {
             return;
         }

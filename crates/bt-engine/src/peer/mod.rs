@@ -234,6 +234,8 @@ async fn drive(
     {
         let mut st = torrent.state.lock();
         st.peer_greeting(key, &mut local);
+        // Interest (set at registration) goes out with the greeting.
+        st.service_peer(key, &mut local)?;
     }
     let mut rbuf = vec![0u8; READ_BUF];
     let mut rstart = 0usize;

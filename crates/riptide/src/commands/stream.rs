@@ -49,6 +49,8 @@ pub struct Args {
 
 /// Bytes of a file's head read to find its container index.
 const SNIFF_BYTES: usize = 64 * 1024;
+/// Bytes at the end of a file fetched early when its index may be there.
+const TAIL_GUESS: u64 = 512 << 10;
 /// How long a stream URL printed for a non-loopback address stays valid.
 const TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -172,6 +174,17 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Containers whose index is often at the end of the file (MP4 written
+/// without faststart, Matroska cues).
+fn index_may_be_at_end(path: &std::path::Path) -> bool {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    matches!(ext.as_str(), "mp4" | "m4v" | "mov" | "mkv" | "webm")
+}
+
 /// The largest video file, or the largest file when none looks like video.
 fn default_file(files: &[FileInfo]) -> usize {
     files
@@ -195,6 +208,22 @@ async fn prepare(server: Arc<Server>, file: usize) {
         return;
     };
     let len = stream.len();
+    // MP4 without faststart keeps its index at the end, and players read it
+    // right after the head: ask for the tail now, just after the head,
+    // rather than a round trip later. It is part of the download anyway.
+    let path = server
+        .handle
+        .files()
+        .await
+        .ok()
+        .and_then(|f| f.get(file).map(|f| f.path.clone()));
+    if path.as_deref().is_some_and(index_may_be_at_end) {
+        server.handle.prefetch(
+            file,
+            &[len.saturating_sub(TAIL_GUESS)..len],
+            Duration::from_secs(30),
+        );
+    }
     let mut head = vec![0u8; SNIFF_BYTES.min(len as usize)];
     let mut got = 0;
     while got < head.len() {
