@@ -45,6 +45,10 @@ pub struct Args {
     /// Start this player on the URL (e.g. mpv, vlc).
     #[arg(long)]
     player: Option<String>,
+    /// Require a signed token in the URL even on a loopback address (e.g.
+    /// behind a reverse proxy). Other addresses always require one.
+    #[arg(long)]
+    token: bool,
 }
 
 /// Bytes of a file's head read to find its container index.
@@ -84,7 +88,7 @@ async fn serve(args: Args, source: bt_engine::TorrentSource) -> anyhow::Result<(
             paused: false,
         })
         .await?;
-    let signer = (!args.listen.ip().is_loopback()).then(|| {
+    let signer = (args.token || !args.listen.ip().is_loopback()).then(|| {
         let secret: [u8; 32] = rand::random();
         Signer::new(&secret)
     });
@@ -220,7 +224,8 @@ async fn prepare(server: Arc<Server>, file: usize) {
     if path.as_deref().is_some_and(index_may_be_at_end) {
         server.handle.prefetch(
             file,
-            &[len.saturating_sub(TAIL_GUESS)..len],
+            // Small files: the tail guess must not swallow the whole file.
+            &[len.saturating_sub(TAIL_GUESS.min(len / 8))..len],
             Duration::from_secs(30),
         );
     }
