@@ -86,6 +86,32 @@ pub enum StoreError {
 
     #[error("recheck of {path} was cancelled")]
     Cancelled { path: PathBuf },
+
+    #[error("cannot import {path}: it does not exist; was the download moved or deleted?")]
+    ImportSourceMissing { path: PathBuf },
+
+    #[error("cannot import {path}: not a regular file; import each file of a torrent on its own")]
+    ImportNotAFile { path: PathBuf },
+
+    #[error(
+        "cannot import to {path}: a different file is already there; move it out of the way or remove it, then import again"
+    )]
+    ImportDestinationExists { path: PathBuf },
+
+    #[error(
+        "storage manifest {path} is damaged ({reason}); restore it from a backup, or move it away and Riptide will start an empty layout (your files stay where they are)"
+    )]
+    ManifestCorrupt { path: PathBuf, reason: String },
+
+    #[error(
+        "storage manifest {path} was written by a newer Riptide (layout version {version}); upgrade Riptide"
+    )]
+    ManifestTooNew { path: PathBuf, version: u64 },
+
+    #[error(
+        "cannot upgrade the media folder layout: {path} and {other} both exist; move one of them out of the way and start Riptide again (nothing was deleted)"
+    )]
+    MigrationConflict { path: PathBuf, other: PathBuf },
 }
 
 impl StoreError {
@@ -136,7 +162,13 @@ impl StoreError {
             | StoreError::OutOfRange { path, .. }
             | StoreError::ResumeCorrupt { path, .. }
             | StoreError::ResumeTooNew { path, .. }
-            | StoreError::Cancelled { path } => Some(path),
+            | StoreError::Cancelled { path }
+            | StoreError::ImportSourceMissing { path }
+            | StoreError::ImportNotAFile { path }
+            | StoreError::ImportDestinationExists { path }
+            | StoreError::ManifestCorrupt { path, .. }
+            | StoreError::ManifestTooNew { path, .. }
+            | StoreError::MigrationConflict { path, .. } => Some(path),
             StoreError::InvalidTorrent { .. } => None,
         }
     }
