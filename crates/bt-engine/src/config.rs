@@ -44,6 +44,12 @@ pub struct SessionConfig {
     /// A time-critical block not received this long after its request is
     /// also asked of another peer.
     pub critical_duplicate_after: Duration,
+    /// Seed for every random choice (peer id, piece order, choker), so a
+    /// simulated run can be replayed. `None` in production.
+    pub rng_seed: Option<u64>,
+    /// Do disk work on the calling task instead of the blocking pool. Only
+    /// for simulations on a paused clock; it blocks the async thread.
+    pub inline_disk: bool,
 }
 
 impl Default for SessionConfig {
@@ -69,6 +75,8 @@ impl Default for SessionConfig {
             unchoke_local_peers: true,
             client_name: concat!("Riptide ", env!("CARGO_PKG_VERSION")).to_string(),
             critical_duplicate_after: Duration::from_millis(600),
+            rng_seed: None,
+            inline_disk: false,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod stats;
 mod stream;
 mod torrent;
 mod tracker;
+pub mod transport;
 
 pub use config::SessionConfig;
 pub use error::EngineError;
@@ -26,3 +27,4 @@ pub use session::{AddTorrent, Session, TorrentHandle, TorrentSource};
 pub use stats::{PeerInfo, SessionStats, TorrentStats, TorrentStatus};
 pub use stream::{FileInfo, FileStream, StreamStats};
 pub use torrent::Progress;
+pub use transport::{Acceptor, Connection, Tcp, Transport};

@@ -6,19 +6,21 @@ use crate::error::EngineError;
 use crate::peer;
 use crate::stats::{SessionStats, TorrentStats};
 use crate::torrent::{self, Progress, Refused, TorrentShared, TorrentState};
+use crate::transport::{Acceptor, Connection, Tcp, Transport};
 use bt_proto::magnet::Magnet;
 use bt_proto::metainfo::Metainfo;
 use bt_proto::wire::{Handshake, Reserved};
 use bt_proto::{InfoHash, PeerId};
 use parking_lot::{Mutex, RwLock};
 use piece_store::ResumeStore;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, SemaphorePermit, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -34,9 +36,31 @@ pub(crate) struct SessionShared {
     pub resume: Option<Arc<ResumeStore>>,
     pub cancel: CancellationToken,
     pub http: reqwest::Client,
+    pub transport: Arc<dyn Transport>,
+    /// Seeded from the config when a run must be reproducible.
+    pub rng: Mutex<StdRng>,
 }
 
 impl SessionShared {
+    /// Runs disk work off the async threads, or in place when the session
+    /// runs on a simulated clock (a blocking-pool job would let virtual time
+    /// jump while it runs).
+    pub async fn blocking<F, R>(&self, f: F) -> Result<R, tokio::task::JoinError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        if self.config.inline_disk {
+            Ok(f())
+        } else {
+            tokio::task::spawn_blocking(f).await
+        }
+    }
+
+    pub fn random_u64(&self) -> u64 {
+        self.rng.lock().random()
+    }
+
     pub async fn disk_permit(&self) -> SemaphorePermit<'_> {
         self.disk
             .acquire()
@@ -112,20 +136,32 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session on TCP.
     pub async fn start(config: SessionConfig) -> Result<Session, EngineError> {
+        Self::start_with(config, Arc::new(Tcp)).await
+    }
+
+    /// A session whose peer connections go through `transport`.
+    pub async fn start_with(
+        config: SessionConfig,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Session, EngineError> {
         let addr = SocketAddr::new(config.bind_ip, config.listen_port);
-        let listener = TcpListener::bind(addr)
+        let listener = transport
+            .bind(addr)
             .await
             .map_err(|source| EngineError::Listen { addr, source })?;
-        let listen_addr = listener
-            .local_addr()
-            .map_err(|source| EngineError::Listen { addr, source })?;
+        let listen_addr = listener.local_addr();
+        let mut rng = match config.rng_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
         let resume = match &config.resume_dir {
             Some(dir) => Some(Arc::new(ResumeStore::open(dir)?)),
             None => None,
         };
         let mut id = *b"-RT0100-000000000000";
-        let tail: [u8; 12] = rand::random();
+        let tail: [u8; 12] = rng.random();
         for (dst, b) in id[8..].iter_mut().zip(tail) {
             // Printable, as most clients' ids are.
             *dst = b"0123456789abcdefghijklmnopqrstuvwxyz"[usize::from(b) % 36];
@@ -154,6 +190,8 @@ impl Session {
             resume,
             cancel: CancellationToken::new(),
             http,
+            transport,
+            rng: Mutex::new(rng),
         });
         tokio::spawn(accept_loop(shared.clone(), listener));
         Ok(Session {
@@ -161,6 +199,10 @@ impl Session {
             listen_addr,
             tasks: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub fn transport(&self) -> Arc<dyn Transport> {
+        self.shared.transport.clone()
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -208,7 +250,8 @@ impl Session {
             (Some(b), _) => Some(b),
             (None, Some(store)) => {
                 let store = store.clone();
-                tokio::task::spawn_blocking(move || store.load_metainfo(&info_hash))
+                self.shared
+                    .blocking(move || store.load_metainfo(&info_hash))
                     .await
                     .ok()
                     .and_then(|r| r.ok())
@@ -226,6 +269,7 @@ impl Session {
             trackers,
             self.shared.resume.clone(),
             add.paused,
+            self.shared.random_u64(),
         );
         for p in peers {
             state.addrs.add(p);
@@ -300,15 +344,17 @@ impl Session {
                 (paths, st.resume.clone())
             };
             let ih = *info_hash;
-            let _ = tokio::task::spawn_blocking(move || {
-                for p in paths {
-                    let _ = std::fs::remove_file(&p);
-                }
-                if let Some(r) = resume {
-                    let _ = r.remove(&ih);
-                }
-            })
-            .await;
+            let _ = self
+                .shared
+                .blocking(move || {
+                    for p in paths {
+                        let _ = std::fs::remove_file(&p);
+                    }
+                    if let Some(r) = resume {
+                        let _ = r.remove(&ih);
+                    }
+                })
+                .await;
         }
         Ok(())
     }
@@ -466,7 +512,7 @@ impl TorrentState {
             }
         } else {
             // Reconnect at once rather than after the disconnect backoff.
-            let now = std::time::Instant::now();
+            let now = tokio::time::Instant::now();
             for e in self.addrs.entries.values_mut() {
                 e.retry_at = now;
             }
@@ -476,13 +522,14 @@ impl TorrentState {
     }
 }
 
-async fn accept_loop(shared: Arc<SessionShared>, listener: TcpListener) {
+async fn accept_loop(shared: Arc<SessionShared>, mut listener: Box<dyn Acceptor>) {
     loop {
         let accepted = tokio::select! {
+            biased;
             _ = shared.cancel.cancelled() => return,
             a = listener.accept() => a,
         };
-        let (stream, addr) = match accepted {
+        let conn = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off rather than spin.
@@ -496,7 +543,7 @@ async fn accept_loop(shared: Arc<SessionShared>, listener: TcpListener) {
         }
         let shared = shared.clone();
         tokio::spawn(async move {
-            if !accept_one(&shared, stream, addr).await {
+            if !accept_one(&shared, conn).await {
                 shared.connection_closed();
             }
         });
@@ -505,12 +552,12 @@ async fn accept_loop(shared: Arc<SessionShared>, listener: TcpListener) {
 
 /// Reads the handshake of an incoming connection and hands it to its
 /// torrent. Returns false if the connection was not admitted.
-async fn accept_one(shared: &Arc<SessionShared>, mut stream: TcpStream, addr: SocketAddr) -> bool {
+async fn accept_one(shared: &Arc<SessionShared>, mut conn: Connection) -> bool {
     use tokio::io::AsyncReadExt;
     let mut prefix = [0u8; 48];
     let read = tokio::time::timeout(
         shared.config.handshake_timeout,
-        stream.read_exact(&mut prefix),
+        conn.reader.read_exact(&mut prefix),
     )
     .await;
     if !matches!(read, Ok(Ok(_))) {
@@ -522,20 +569,20 @@ async fn accept_one(shared: &Arc<SessionShared>, mut stream: TcpStream, addr: So
     let Some(t) = shared.torrents.read().get(&info_hash).cloned() else {
         return false;
     };
-    start_connection(t, stream, addr, Some(reserved), None).await
+    start_connection(t, conn, Some(reserved), None).await
 }
 
 /// Handshake, registration and the connection loop for either direction.
 async fn start_connection(
     t: Arc<TorrentShared>,
-    mut stream: TcpStream,
-    addr: SocketAddr,
+    mut conn: Connection,
     incoming: Option<Reserved>,
     rtt: Option<Duration>,
 ) -> bool {
+    let addr = conn.remote;
     let ours = t.session.handshake_for(t.info_hash);
     let (reserved, peer_id) = match peer::handshake(
-        &mut stream,
+        &mut conn,
         &ours,
         incoming,
         t.session.config.handshake_timeout,
@@ -555,7 +602,7 @@ async fn start_connection(
     match registered {
         Ok((key, notify)) => {
             tracing::debug!(%addr, ?peer_id, "peer connected");
-            peer::run(t, key, stream, notify).await;
+            peer::run(t, key, conn, notify).await;
             true
         }
         Err(why) => {
@@ -570,27 +617,18 @@ async fn start_connection(
 /// An outgoing connection attempt; the caller reserved the slots.
 pub(crate) async fn connect_out(t: Arc<TorrentShared>, addr: SocketAddr) {
     let config = t.session.config.clone();
-    let connect = async {
-        let socket = match addr.ip() {
-            IpAddr::V4(_) => TcpSocket::new_v4()?,
-            IpAddr::V6(_) => TcpSocket::new_v6()?,
-        };
-        if !config.bind_ip.is_unspecified() && config.bind_ip.is_ipv4() == addr.is_ipv4() {
-            socket.bind(SocketAddr::new(config.bind_ip, 0))?;
-        }
-        socket.connect(addr).await
-    };
-    let started = std::time::Instant::now();
+    let connect = t.session.transport.connect(config.bind_ip, addr);
+    let started = tokio::time::Instant::now();
     let stream = tokio::time::timeout(config.connect_timeout, connect).await;
     let rtt = started.elapsed();
-    let Ok(Ok(stream)) = stream else {
+    let Ok(Ok(conn)) = stream else {
         t.session.connect_finished(false);
         t.state.lock().addrs.closed(addr, true);
         return;
     };
     t.session.connect_finished(true);
     // `peer::run` releases the slot itself when a registered connection ends.
-    if !start_connection(t.clone(), stream, addr, None, Some(rtt)).await {
+    if !start_connection(t.clone(), conn, None, Some(rtt)).await {
         t.session.connection_closed();
         t.state.lock().addrs.closed(addr, true);
     }

@@ -33,10 +33,11 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Largest read from disk for one poll.
 const CHUNK: usize = 256 * 1024;
@@ -656,9 +657,15 @@ impl AsyncRead for FileStream {
                     let mut buf = std::mem::take(&mut this.spare);
                     buf.resize(readable as usize, 0);
                     let layout = storage.layout().clone();
-                    this.state = ReadState::Reading(tokio::task::spawn_blocking(move || {
-                        let r = read_range(&storage, &layout, offset, &mut buf);
-                        (buf, r)
+                    let session = this.torrent.session.clone();
+                    this.state = ReadState::Reading(tokio::spawn(async move {
+                        session
+                            .blocking(move || {
+                                let r = read_range(&storage, &layout, offset, &mut buf);
+                                (buf, r)
+                            })
+                            .await
+                            .unwrap_or_else(|e| (Vec::new(), Err(io::Error::other(e))))
                     }));
                 }
                 ReadState::Waiting(fut) => {

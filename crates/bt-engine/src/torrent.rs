@@ -21,12 +21,13 @@ use piece_store::{Journal, Layout, ResumeStore, Storage, StorageOptions};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use sha1::{Digest, Sha1};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Rechoke period (BEP 3 says 10 s).
@@ -68,7 +69,8 @@ pub(crate) struct TorrentState {
     pub metadata: Option<MetadataFetch>,
     /// Verified info dictionary waiting for the control task to set up storage.
     pub metadata_ready: Option<Vec<u8>>,
-    pub peers: HashMap<PeerKey, PeerEntry>,
+    /// Ordered so that every pass over the peers is reproducible.
+    pub peers: BTreeMap<PeerKey, PeerEntry>,
     next_key: PeerKey,
     pub addrs: AddrBook,
     pub banned: HashSet<IpAddr>,
@@ -153,7 +155,7 @@ pub(crate) struct AddrEntry {
 
 #[derive(Debug, Default)]
 pub(crate) struct AddrBook {
-    pub entries: HashMap<SocketAddr, AddrEntry>,
+    pub entries: BTreeMap<SocketAddr, AddrEntry>,
 }
 
 impl AddrBook {
@@ -222,6 +224,7 @@ impl TorrentState {
         trackers: Vec<Vec<String>>,
         resume: Option<Arc<ResumeStore>>,
         paused: bool,
+        seed: u64,
     ) -> Self {
         let slots = config.upload_slots;
         TorrentState {
@@ -242,7 +245,7 @@ impl TorrentState {
                 requested: HashMap::new(),
             }),
             metadata_ready: None,
-            peers: HashMap::new(),
+            peers: BTreeMap::new(),
             next_key: 0,
             addrs: AddrBook::default(),
             banned: HashSet::new(),
@@ -255,7 +258,7 @@ impl TorrentState {
             choker: Choker::new(slots),
             last_rechoke: Instant::now(),
             last_keepalive: Instant::now(),
-            rng: StdRng::from_os_rng(),
+            rng: StdRng::seed_from_u64(seed),
             scratch: Vec::new(),
             resume,
             progress: watch::Sender::new(Progress::default()),
@@ -904,28 +907,30 @@ pub(crate) fn spawn_piece_check(t: Arc<TorrentShared>, piece: u32, buf: Vec<u8>)
     let (storage, expected, size, journal, had_failed) = job;
     tokio::spawn(async move {
         let _permit = t.session.disk_permit().await;
-        let joined = tokio::task::spawn_blocking(move || {
-            let data = &buf[..size];
-            let digest: [u8; 20] = Sha1::digest(data).into();
-            let result = if digest != expected {
-                Checked::Mismatch {
-                    block_hashes: block_digests(data),
-                }
-            } else {
-                let stored = storage.write(piece, 0, data).and_then(|()| match &journal {
-                    Some(j) => j.lock().record(piece),
-                    None => Ok(()),
-                });
-                match stored {
-                    Ok(()) => Checked::Good {
-                        block_hashes: had_failed.then(|| block_digests(data)),
-                    },
-                    Err(e) => Checked::StoreFailed(e),
-                }
-            };
-            CheckOutcome { buf, result }
-        })
-        .await;
+        let session = t.session.clone();
+        let joined = session
+            .blocking(move || {
+                let data = &buf[..size];
+                let digest: [u8; 20] = Sha1::digest(data).into();
+                let result = if digest != expected {
+                    Checked::Mismatch {
+                        block_hashes: block_digests(data),
+                    }
+                } else {
+                    let stored = storage.write(piece, 0, data).and_then(|()| match &journal {
+                        Some(j) => j.lock().record(piece),
+                        None => Ok(()),
+                    });
+                    match stored {
+                        Ok(()) => Checked::Good {
+                            block_hashes: had_failed.then(|| block_digests(data)),
+                        },
+                        Err(e) => Checked::StoreFailed(e),
+                    }
+                };
+                CheckOutcome { buf, result }
+            })
+            .await;
         match joined {
             Ok(outcome) => t.state.lock().piece_checked(piece, outcome),
             Err(e) => tracing::error!(error = %e, "piece check task failed"),
@@ -941,6 +946,7 @@ fn prepare_meta(
     download_dir: PathBuf,
     resume: Option<Arc<ResumeStore>>,
     budget: usize,
+    seed: u64,
     cancel: &std::sync::atomic::AtomicBool,
 ) -> Result<Meta, String> {
     let info =
@@ -954,7 +960,7 @@ fn prepare_meta(
         layout.num_pieces(),
         layout.piece_length(),
         layout.total_length(),
-        rand::random(),
+        seed,
     );
     let partials = (budget / layout.piece_length().max(1) as usize).max(4);
     picker.set_max_partials(partials);
@@ -1060,10 +1066,12 @@ impl TorrentShared {
         let budget = self.session.config.piece_buffer_budget;
         let cancel_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = cancel_flag.clone();
-        let prepared = tokio::task::spawn_blocking(move || {
-            prepare_meta(ih, info_bytes, dir, resume, budget, &flag)
-        });
+        let seed = self.session.random_u64();
+        let prepared = self
+            .session
+            .blocking(move || prepare_meta(ih, info_bytes, dir, resume, budget, seed, &flag));
         let result = tokio::select! {
+            biased;
             r = prepared => r,
             _ = self.cancel.cancelled() => {
                 cancel_flag.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -1099,14 +1107,16 @@ impl TorrentShared {
         };
         let (journal, storage, have, complete) = job;
         let _permit = self.session.disk_permit().await;
-        let r = tokio::task::spawn_blocking(move || {
-            if complete {
-                // Empty files are never written by pieces; make them exist.
-                storage.create_empty_files()?;
-            }
-            journal.lock().checkpoint(&storage, &have)
-        })
-        .await;
+        let r = self
+            .session
+            .blocking(move || {
+                if complete {
+                    // Empty files are never written by pieces; make them exist.
+                    storage.create_empty_files()?;
+                }
+                journal.lock().checkpoint(&storage, &have)
+            })
+            .await;
         match r {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "writing resume data failed"),
@@ -1128,6 +1138,7 @@ pub(crate) async fn run(t: Arc<TorrentShared>, info_bytes: Option<Vec<u8>>) {
     let mut was_complete = t.state.lock().is_complete();
     loop {
         tokio::select! {
+            biased;
             _ = t.cancel.cancelled() => break,
             _ = t.wake.notified() => {}
             _ = interval.tick() => {}

@@ -12,8 +12,9 @@ use bt_proto::tracker::{AnnounceRequest, AnnounceResponse, Event, http};
 use rand::seq::SliceRandom;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::UdpSocket;
+use tokio::time::Instant;
 
 /// Bounds on the re-announce interval a tracker may ask for.
 const MIN_INTERVAL: Duration = Duration::from_secs(30);
@@ -54,8 +55,9 @@ pub(crate) async fn run(t: Arc<TorrentShared>) {
     let mut hungry_backoff = HUNGRY_RETRY;
     loop {
         tokio::select! {
+            biased;
             _ = t.cancel.cancelled() => break,
-            _ = tokio::time::sleep_until(next.into()) => {}
+            _ = tokio::time::sleep_until(next) => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {
                 // Events (completed, pause, resume) are noticed within a second.
                 let st = t.state.lock();

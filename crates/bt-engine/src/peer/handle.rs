@@ -10,7 +10,8 @@ use bt_proto::Bitfield;
 use bt_proto::extension::ExtendedHandshake;
 use bt_proto::metadata::{METADATA_PIECE_SIZE, MetadataMsg};
 use bt_proto::wire::{BLOCK_SIZE, BlockRequest, MAX_REQUEST_LEN, Message};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A peer that has not told us `reqq` gets at most this many requests
 /// (the value BEP 10 suggests; some clients drop requests beyond it).

@@ -20,16 +20,17 @@ pub(crate) mod handle;
 use crate::picker::PeerKey;
 use crate::rate::RateMeter;
 use crate::torrent::{TorrentShared, TorrentState};
+use crate::transport::Connection;
 use bt_proto::wire::{self, BlockRequest, Handshake, Message, Reserved};
 use bt_proto::{Bitfield, PeerId};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Our extension ids (BEP 10): the numbers peers must use when they send
 /// these messages to us.
@@ -145,22 +146,22 @@ pub(crate) enum PeerError {
 /// Sends our handshake, reads the peer's and checks it; for incoming
 /// connections the first 48 bytes were read by the listener already.
 pub(crate) async fn handshake(
-    stream: &mut TcpStream,
+    conn: &mut Connection,
     ours: &Handshake,
     incoming_prefix: Option<Reserved>,
     timeout: Duration,
 ) -> Result<(Reserved, PeerId), PeerError> {
     let fut = async {
-        stream.write_all(&ours.encode()).await?;
+        conn.writer.write_all(&ours.encode()).await?;
         match incoming_prefix {
             Some(reserved) => {
                 let mut id = [0u8; 20];
-                stream.read_exact(&mut id).await?;
+                conn.reader.read_exact(&mut id).await?;
                 Ok((reserved, PeerId(id)))
             }
             None => {
                 let mut buf = [0u8; wire::HANDSHAKE_LEN];
-                stream.read_exact(&mut buf).await?;
+                conn.reader.read_exact(&mut buf).await?;
                 let theirs = Handshake::decode(&buf)?;
                 if theirs.info_hash != ours.info_hash {
                     return Err(PeerError::Protocol("peer answered for another torrent"));
@@ -199,19 +200,20 @@ impl PeerLocal {
 pub(crate) async fn run(
     torrent: Arc<TorrentShared>,
     key: PeerKey,
-    mut stream: TcpStream,
+    mut conn: Connection,
     notify: Arc<Notify>,
 ) {
     let cancel = torrent.cancel.clone();
     let result = tokio::select! {
-        r = drive(&torrent, key, &mut stream, &notify) => r,
+        biased;
+        r = drive(&torrent, key, &mut conn, &notify) => r,
         _ = cancel.cancelled() => Err(PeerError::Closed("torrent stopped")),
     };
     let reason = match &result {
         Ok(()) => "closed".to_string(),
         Err(e) => e.to_string(),
     };
-    tracing::debug!(peer = %stream.peer_addr().map(|a| a.to_string()).unwrap_or_default(), %reason, "peer connection ended");
+    tracing::debug!(peer = %conn.remote, %reason, "peer connection ended");
     torrent.state.lock().peer_disconnected(key, &reason);
     torrent.session.connection_closed();
     torrent.wake.notify_one();
@@ -220,10 +222,9 @@ pub(crate) async fn run(
 async fn drive(
     torrent: &Arc<TorrentShared>,
     key: PeerKey,
-    stream: &mut TcpStream,
+    conn: &mut Connection,
     notify: &Notify,
 ) -> Result<(), PeerError> {
-    let _ = stream.set_nodelay(true);
     let mut local = PeerLocal {
         wbuf: Vec::with_capacity(32 * 1024),
         wpos: 0,
@@ -241,7 +242,8 @@ async fn drive(
     let mut rstart = 0usize;
     let mut rend = 0usize;
     let mut upload_read: Option<JoinHandle<UploadRead>> = None;
-    let (mut rd, mut wr) = stream.split();
+    let (rd, wr) = (&mut conn.reader, &mut conn.writer);
+    let mut reads_first = true;
 
     loop {
         // Start a disk read for queued uploads when the send buffer has room.
@@ -264,8 +266,31 @@ async fn drive(
             }
         }
 
-        tokio::select! {
-            r = rd.read(&mut rbuf[rend..]) => {
+        // `biased` keeps a simulated run reproducible (tokio's default picks
+        // a random ready branch); alternating which of read and write comes
+        // first keeps either from starving the other.
+        let can_write = local.wpos < local.wbuf.len();
+        let uploading = upload_read.is_some();
+        let event = if reads_first {
+            tokio::select! {
+                biased;
+                r = rd.read(&mut rbuf[rend..]) => Event::Read(r),
+                r = wr.write(&local.wbuf[local.wpos..]), if can_write => Event::Wrote(r),
+                r = async { upload_read.as_mut().expect("guarded").await }, if uploading => Event::Upload(r),
+                _ = notify.notified() => Event::Notified,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                r = wr.write(&local.wbuf[local.wpos..]), if can_write => Event::Wrote(r),
+                r = rd.read(&mut rbuf[rend..]) => Event::Read(r),
+                r = async { upload_read.as_mut().expect("guarded").await }, if uploading => Event::Upload(r),
+                _ = notify.notified() => Event::Notified,
+            }
+        };
+        reads_first = !reads_first;
+        match event {
+            Event::Read(r) => {
                 let n = r?;
                 if n == 0 {
                     return Err(PeerError::Closed("peer closed the connection"));
@@ -296,7 +321,7 @@ async fn drive(
                     rbuf.shrink_to_fit();
                 }
             }
-            r = wr.write(&local.wbuf[local.wpos..]), if local.wpos < local.wbuf.len() => {
+            Event::Wrote(r) => {
                 let n = r?;
                 local.wpos += n;
                 local.last_sent = Instant::now();
@@ -309,14 +334,14 @@ async fn drive(
                 }
                 continue;
             }
-            r = async { upload_read.as_mut().expect("guarded").await }, if upload_read.is_some() => {
+            Event::Upload(r) => {
                 upload_read = None;
                 let read = r.map_err(|_| PeerError::Protocol("disk read task failed"))?;
                 let mut st = torrent.state.lock();
                 st.upload_done(key, read, &mut local)?;
                 st.service_peer(key, &mut local)?;
             }
-            _ = notify.notified() => {
+            Event::Notified => {
                 let mut st = torrent.state.lock();
                 st.service_peer(key, &mut local)?;
             }
@@ -331,6 +356,14 @@ async fn drive(
             local.wpos = 0;
         }
     }
+}
+
+/// What woke the connection task.
+enum Event {
+    Read(std::io::Result<usize>),
+    Wrote(std::io::Result<usize>),
+    Upload(Result<UploadRead, tokio::task::JoinError>),
+    Notified,
 }
 
 /// Upload data read from disk for a batch of requests.
@@ -356,28 +389,29 @@ fn start_upload_read(
     let session = torrent.session.clone();
     Some(tokio::spawn(async move {
         let _permit = session.disk_permit().await;
-        tokio::task::spawn_blocking(move || {
-            let mut data = vec![0u8; bytes];
-            let mut at = 0;
-            let mut result = Ok(());
-            for r in &requests {
-                let len = r.length as usize;
-                if let Err(e) = storage.read(r.index, r.begin, &mut data[at..at + len]) {
-                    result = Err(e);
-                    break;
+        session
+            .blocking(move || {
+                let mut data = vec![0u8; bytes];
+                let mut at = 0;
+                let mut result = Ok(());
+                for r in &requests {
+                    let len = r.length as usize;
+                    if let Err(e) = storage.read(r.index, r.begin, &mut data[at..at + len]) {
+                        result = Err(e);
+                        break;
+                    }
+                    at += len;
                 }
-                at += len;
-            }
-            UploadRead {
-                requests,
-                data: result.map(|_| data),
-            }
-        })
-        .await
-        .unwrap_or_else(|_| UploadRead {
-            requests: Vec::new(),
-            data: Ok(Vec::new()),
-        })
+                UploadRead {
+                    requests,
+                    data: result.map(|_| data),
+                }
+            })
+            .await
+            .unwrap_or_else(|_| UploadRead {
+                requests: Vec::new(),
+                data: Ok(Vec::new()),
+            })
     }))
 }
 
