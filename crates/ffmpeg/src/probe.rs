@@ -1,6 +1,6 @@
 //! `ffprobe`: container, duration and streams of a media file.
 
-use crate::input::{InputError, input_arg};
+use crate::input::{Input, InputError};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -221,7 +221,12 @@ pub fn parse_json(bytes: &[u8]) -> Result<MediaInfo, ProbeError> {
 
 /// Runs ffprobe on `path`.
 pub async fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
-    let input = input_arg(path)?;
+    probe_input(&Input::File(path.to_path_buf())).await
+}
+
+/// Runs ffprobe on a file or an HTTP(S) URL.
+pub async fn probe_input(input: &Input) -> Result<MediaInfo, ProbeError> {
+    let arg = input.arg()?;
     let child = tokio::process::Command::new("ffprobe")
         .args([
             "-v",
@@ -230,9 +235,11 @@ pub async fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
             "json",
             "-show_format",
             "-show_streams",
+            "-protocol_whitelist",
+            input.protocol_whitelist(),
             "-i",
         ])
-        .arg(&input)
+        .arg(&arg)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
@@ -246,6 +253,40 @@ pub async fn probe(path: &Path) -> Result<MediaInfo, ProbeError> {
         return Err(ProbeError::Failed(msg.chars().take(300).collect()));
     }
     parse_json(&out.stdout)
+}
+
+/// The time of the last packet in the file, reading only from `from_secs`
+/// on (a seek near the end). A download cut short still probes with its
+/// full duration (MKV headers say so), but its packets stop early.
+pub async fn last_packet_secs(input: &Input, from_secs: f64) -> Result<Option<f64>, ProbeError> {
+    let arg = input.arg()?;
+    let child = tokio::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-protocol_whitelist",
+            input.protocol_whitelist(),
+        ])
+        .arg("-read_intervals")
+        .arg(format!("{:.3}%", from_secs.max(0.0)))
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0", "-i"])
+        .arg(&arg)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(PROBE_TIMEOUT, child)
+        .await
+        .map_err(|_| ProbeError::Timeout(PROBE_TIMEOUT))?
+        .map_err(ProbeError::Spawn)?;
+    if out.stdout.len() > MAX_OUTPUT {
+        return Err(ProbeError::Output("too many packets".into()));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+        .filter(|t| t.is_finite())
+        .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t)))))
 }
 
 #[cfg(test)]

@@ -10,3 +10,7 @@ pub mod container;
 pub mod mime;
 pub mod range;
 pub mod token;
+pub mod decision;
+pub mod hls;
+pub mod pretranscode;
+pub mod profiles;
