@@ -26,6 +26,9 @@ enum Command {
     Info(commands::info::Args),
     /// Play a torrent while it downloads: serve its video over HTTP.
     Stream(commands::stream::Args),
+    /// How a file plays on a device (direct play, remux, transcode) and
+    /// the built-in device profiles.
+    Playback(commands::playback::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Download(args) => commands::download::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Stream(args) => commands::stream::run(args),
+        Command::Playback(args) => commands::playback::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -559,3 +559,49 @@ mod tests {
         );
     }
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    // `error`, not `source`: the message already says it all, and error
+    // chains would print it twice.
+    #[error("cannot read {path}: {error}")]
+    Probe {
+        path: std::path::PathBuf,
+        error: ffmpeg::ProbeError,
+    },
+    #[error("{path}: {error}")]
+    Plan {
+        path: std::path::PathBuf,
+        error: PlanError,
+    },
+}
+
+/// Probes `path` (including a look at its end, to catch truncated
+/// downloads) and decides how it plays on `profile`.
+pub async fn plan_file(
+    path: &Path,
+    profile: &Profile,
+    opts: &Options,
+) -> Result<(MediaInfo, Decision), PlanFileError> {
+    let info = ffmpeg::probe(path)
+        .await
+        .map_err(|error| PlanFileError::Probe {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    if let Some(d) = info.duration_secs {
+        let last = ffmpeg::last_packet_secs(&Input::File(path.to_path_buf()), (d - 3.0).max(0.0))
+            .await
+            .ok()
+            .flatten();
+        check_complete(&info, last).map_err(|error| PlanFileError::Plan {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    }
+    let d = decide(&info, path, profile, opts).map_err(|error| PlanFileError::Plan {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    Ok((info, d))
+}

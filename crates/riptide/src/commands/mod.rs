@@ -2,5 +2,6 @@
 
 pub mod download;
 pub mod info;
+pub mod playback;
 pub mod source;
 pub mod stream;
