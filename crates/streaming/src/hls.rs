@@ -207,6 +207,10 @@ struct Session {
     subs: Vec<SubTrack>,
     run: Mutex<Option<Run>>,
     done: Mutex<BTreeSet<u32>>,
+    /// The first complete init segment. Every run writes an equivalent
+    /// one, but rewrites the file in place, so it is read once, when a
+    /// segment after it is complete, and served from memory.
+    init: Mutex<Option<Arc<Vec<u8>>>>,
     last_access: Mutex<Instant>,
     cancel: CancellationToken,
 }
@@ -325,6 +329,7 @@ impl HlsService {
             subs,
             run: Mutex::new(None),
             done: Mutex::new(BTreeSet::new()),
+            init: Mutex::new(None),
             last_access: Mutex::new(Instant::now()),
             cancel: self.inner.shutdown.child_token(),
         });
@@ -419,14 +424,7 @@ impl HlsService {
                 };
                 Ok((body.into_bytes(), M3U8))
             }
-            HlsName::Init => {
-                if s.run.lock().is_none() {
-                    self.ensure_run(&s, 0);
-                }
-                let p = s.dir.join(HLS_INIT);
-                self.wait_file(&s, &p, 0).await?;
-                Ok((read(&p).await?, "video/mp4"))
-            }
+            HlsName::Init => Ok((self.init(&s).await?, "video/mp4")),
             HlsName::Segment(n) => {
                 self.segment(&s, n).await?;
                 Ok((
@@ -529,6 +527,37 @@ impl HlsService {
             }
             // Cancel-safety: a dropped request just stops waiting; the run
             // belongs to the session.
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    }
+
+    async fn init(&self, s: &Arc<Session>) -> Result<Vec<u8>, HlsError> {
+        if let Some(b) = s.init.lock().clone() {
+            return Ok(b.to_vec());
+        }
+        self.ensure_run(s, 0);
+        let deadline = Instant::now() + self.inner.cfg.segment_wait;
+        loop {
+            refresh_done(s).await;
+            // ffmpeg writes the init segment before the first media
+            // segment; once one is listed, the init is complete (unless a
+            // restart is rewriting it right now, hence the size check).
+            if !s.done.lock().is_empty() {
+                let b = read(&s.dir.join(HLS_INIT)).await?;
+                let boxes_ok = b.len() > 8 && b.windows(4).any(|w| w == b"mvex");
+                if boxes_ok {
+                    let b = Arc::new(b);
+                    *s.init.lock() = Some(b.clone());
+                    return Ok(b.to_vec());
+                }
+            }
+            let failed = s.run.lock().as_ref().and_then(|r| r.result.lock().clone());
+            if let Some(Err(e)) = failed {
+                return Err(HlsError::Transcode(e));
+            }
+            if Instant::now() > deadline {
+                return Err(HlsError::Timeout(0));
+            }
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
     }
