@@ -31,6 +31,8 @@ APT_PACKAGES=(
   qbittorrent-nox      # qBittorrent reference peer
   python3-libtorrent   # test-swarm LibtorrentPeer (runs under /usr/bin/python3)
   ffmpeg               # media probing / transcoding tests
+  chromium             # streaming/tests/hls.rs: HLS plays in a real browser (playwright-core)
+  nodejs               # runs tests/browser/play.mjs (playwright-core); npm: see below
   curl                 # ad-hoc HTTP in scripts
 )
 # ----------------------------------------------------------------------------
@@ -108,6 +110,23 @@ elif command -v apt-get >/dev/null 2>&1 && command -v dpkg-query >/dev/null 2>&1
   export TEST_SWARM_STRICT=1
 else
   log "no apt-get/dpkg (not Debian?): tests that need missing programs will skip"
+fi
+
+# playwright-core for the HLS browser test (crates/streaming/tests/hls.rs),
+# pinned in its package.json. Installed once; later runs need no network.
+BROWSER_TEST_DIR=crates/streaming/tests/browser
+# Debian's nodejs has no npm (its `npm` package); a NodeSource nodejs bundles
+# it and conflicts with Debian's, so install the package only when npm is missing.
+if [ "${SKIP_APT:-0}" != 1 ] && ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  log "installing npm (Debian package)"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+    --no-install-recommends npm || die "apt-get install npm failed"
+fi
+if [ -d "$BROWSER_TEST_DIR" ] && command -v npm >/dev/null 2>&1 \
+   && [ ! -d "$BROWSER_TEST_DIR/node_modules/playwright-core" ]; then
+  log "installing playwright-core (npm) in $BROWSER_TEST_DIR"
+  (cd "$BROWSER_TEST_DIR" && npm install --no-audit --no-fund --omit=dev) \
+    || die "npm install of playwright-core failed"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
