@@ -24,6 +24,8 @@ enum Command {
     Download(commands::download::Args),
     /// Print what a .torrent file contains.
     Info(commands::info::Args),
+    /// The movie library: scan folders of films, list, search.
+    Library(commands::library::Args),
     /// Play a torrent while it downloads: serve its video over HTTP.
     Stream(commands::stream::Args),
     /// How a file plays on a device (direct play, remux, transcode) and
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Download(args) => commands::download::run(args),
         Command::Info(args) => commands::info::run(args),
+        Command::Library(args) => commands::library::run(args),
         Command::Stream(args) => commands::stream::run(args),
         Command::Playback(args) => commands::playback::run(args),
     };
