@@ -12,6 +12,8 @@
 #   TEST_SWARM_STRICT     set to 1 here once every package is present, so a test
 #                         whose program is missing fails instead of skipping
 #   CI=true               selects the nextest "ci" profile (no fail-fast)
+#   RIPTIDE_TEST_POSTGRES_URL  use this PostgreSQL for media-library's Postgres run
+#                         instead of starting a throwaway cluster
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,6 +36,10 @@ APT_PACKAGES=(
   chromium             # streaming/tests/hls.rs: HLS plays in a real browser (playwright-core)
   nodejs               # runs tests/browser/play.mjs (playwright-core); npm: see below
   curl                 # ad-hoc HTTP in scripts
+  btrfs-progs          # piece-store tests/import.rs: reflink on a loop-mounted btrfs image
+  xfsprogs             # piece-store tests/import.rs: reflink on a loop-mounted xfs image
+  postgresql           # media-library: the shared suite's PostgreSQL run (cluster started below)
+  util-linux           # setpriv: media-library's unreadable-folder test drops root's DAC override
 )
 # ----------------------------------------------------------------------------
 if [ -n "${EXTRA_APT_PACKAGES:-}" ]; then
@@ -134,10 +140,56 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked || die "cargo install cargo-nextest failed"
 fi
 
+# ----------------------------------------------------------------------------
+# A throwaway PostgreSQL cluster for media-library's shared test suite (its
+# Postgres half skips, saying why, when RIPTIDE_TEST_POSTGRES_URL is unset).
+# Trust auth on 127.0.0.1 and a socket in its own temp dir, on a free port,
+# fsync off: it only lives for this run and is removed on exit.
+PG_DIR=""
+PG_AS=()
+PG_BIN=""
+stop_postgres() {
+  if [ -n "$PG_DIR" ]; then
+    "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+  fi
+}
+start_postgres() {
+  if [ -n "${RIPTIDE_TEST_POSTGRES_URL:-}" ]; then
+    log "PostgreSQL tests use RIPTIDE_TEST_POSTGRES_URL"
+    return 0
+  fi
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
+    log "PostgreSQL is not installed: media-library's Postgres tests will skip"
+    return 0
+  fi
+  PG_DIR=$(mktemp -d /tmp/riptide-pg.XXXXXX)
+  trap stop_postgres EXIT
+  if [ "$(id -u)" -eq 0 ]; then
+    # initdb refuses to run as root.
+    chown postgres "$PG_DIR"
+    PG_AS=(runuser -u postgres --)
+  fi
+  local port
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres >"$PG_DIR/initdb.log" 2>&1 \
+    || die "initdb failed: $(tail -n 5 "$PG_DIR/initdb.log")"
+  "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+    -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
+    || die "PostgreSQL did not start: $(tail -n 5 "$PG_DIR/server.log")"
+  export RIPTIDE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  log "PostgreSQL test cluster on 127.0.0.1:$port"
+}
+start_postgres
+
 args=("$@")
 profile=()
 if [ "${CI:-}" = true ] && [[ " $* " != *" --profile "* && " $* " != *" -P "* ]]; then
   profile=(--profile ci)
 fi
 log "cargo nextest run --workspace ${profile[*]} ${args[*]}"
-exec cargo nextest run --workspace "${profile[@]}" "${args[@]}"
+# Not exec: the EXIT trap stops the PostgreSQL cluster.
+status=0
+cargo nextest run --workspace "${profile[@]}" "${args[@]}" || status=$?
+exit "$status"
