@@ -225,7 +225,8 @@ impl Tmdb {
             }
             let resp = req.send().await.map_err(|source| TmdbError::Http {
                 url: shown.clone(),
-                source,
+                // reqwest's message repeats the URL, API key included.
+                source: source.without_url(),
             })?;
             match resp.status() {
                 s if s.is_success() => return Ok(resp),
@@ -269,7 +270,8 @@ impl Tmdb {
             .await
             .map_err(|source| TmdbError::Http {
                 url: shown.clone(),
-                source,
+                // reqwest's message repeats the URL, API key included.
+                source: source.without_url(),
             })?;
         serde_json::from_slice(&bytes).map_err(|e| TmdbError::Decode {
             url: shown,
