@@ -41,8 +41,8 @@ pub struct SessionConfig {
     pub unchoke_local_peers: bool,
     /// Client name sent in the extension handshake.
     pub client_name: String,
-    /// A time-critical block not received this long after its request is
-    /// also asked of another peer.
+    /// A time-critical block this much later than its holder was expected
+    /// to deliver it is also asked of another peer.
     pub critical_duplicate_after: Duration,
     /// Seed for every random choice (peer id, piece order, choker), so a
     /// simulated run can be replayed. `None` in production.

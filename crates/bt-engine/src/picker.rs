@@ -21,9 +21,10 @@
 //! Streaming adds deadlines (milliseconds on the caller's clock). Pieces with
 //! a deadline sort before everything else, earliest first. Those whose
 //! deadline falls inside the critical horizon are *time-critical*: before
-//! anything else a peer gets at most `critical_share` free blocks of each
+//! anything else a peer gets at most `critical_share` free blocks of them
 //! (so one piece is spread over several peers and arrives sooner), and a
-//! block requested longer ago than `dup_after_ms` may be asked of a second
+//! block overdue by `dup_after_ms` (each block is expected at its holder's
+//! estimated delivery time) may be asked of a second
 //! peer. Time-critical pieces may start beyond the cap on pieces in progress.
 
 use bt_proto::Bitfield;
@@ -56,8 +57,9 @@ struct Partial {
     from: Box<[PeerKey]>,
     /// Extra holders of requested blocks (endgame duplicates).
     extra: Vec<(u32, PeerKey)>,
-    /// When each block was last requested (caller's milliseconds).
-    req_at: Box<[u32]>,
+    /// When each requested block is expected (caller's milliseconds): the
+    /// request time plus the holder's expected delivery time.
+    due: Box<[u32]>,
     free: u32,
     received: u32,
     /// Lowest index that may be free; blocks are handed out in ascending
@@ -108,10 +110,17 @@ pub struct PickOptions<'a> {
     pub now_ms: u32,
     /// Deadlines before this are time-critical.
     pub critical_until_ms: u32,
-    /// Free blocks of one time-critical piece one peer may take per pick.
+    /// Blocks of time-critical pieces this peer may take in this pick, in
+    /// deadline order, beyond `max` if need be.
     pub critical_share: usize,
-    /// A time-critical block requested this long ago may get a second holder.
+    /// A time-critical block this much later than expected may get a
+    /// second holder.
     pub dup_after_ms: u32,
+    /// When a block asked of this peer now is expected, from now.
+    pub eta_ms: u32,
+    /// Blocks of the most urgent piece, already asked of another peer, to
+    /// ask of this one too right away.
+    pub hedge: usize,
 }
 
 impl PickOptions<'_> {
@@ -124,6 +133,8 @@ impl PickOptions<'_> {
             critical_until_ms: 0,
             critical_share: usize::MAX,
             dup_after_ms: u32::MAX,
+            eta_ms: 0,
+            hedge: 0,
         }
     }
 }
@@ -486,9 +497,12 @@ impl Picker {
             .map(|&(_, p)| p)
             .filter(|&p| usable(p))
             .collect();
-        for piece in critical {
-            if room(out) == 0 {
-                return;
+        // A budget for the whole pass, on top of the pipeline: the blocks a
+        // reader waits for may go beyond what the pipe would allow for bulk.
+        let mut budget = opts.critical_share;
+        for (nth, piece) in critical.into_iter().enumerate() {
+            if budget == 0 {
+                break;
             }
             if self.verifying.contains(&piece) {
                 continue;
@@ -500,10 +514,25 @@ impl Picker {
                 self.candidates.remove(&self.key(piece));
                 self.start_piece(piece);
             }
-            let share = opts.critical_share.max(1).min(room(out));
-            let taken = self.take_free_blocks(piece, peer, share, opts.now_ms, out);
-            if taken < share {
-                self.duplicate_stale(piece, peer, share - taken, opts, out);
+            let taken = self.take_free_blocks(piece, peer, budget, opts.now_ms, opts.eta_ms, out);
+            budget -= taken;
+            if nth == 0 && opts.hedge > 0 {
+                // The piece a reader waits on right now is hedged: blocks
+                // already asked of another peer are asked of this one too,
+                // and the first copy wins.
+                self.duplicate_stale(piece, peer, opts.hedge, None, opts.now_ms, opts.eta_ms, out);
+            } else if budget > 0 {
+                let before = out.len();
+                self.duplicate_stale(
+                    piece,
+                    peer,
+                    budget,
+                    Some(opts.dup_after_ms),
+                    opts.now_ms,
+                    opts.eta_ms,
+                    out,
+                );
+                budget -= out.len() - before;
             }
         }
 
@@ -534,7 +563,7 @@ impl Picker {
                 }
                 continue;
             }
-            let taken = self.take_free_blocks(piece, peer, limit, opts.now_ms, out);
+            let taken = self.take_free_blocks(piece, peer, limit, opts.now_ms, opts.eta_ms, out);
             if is_bulk {
                 bulk += taken;
             }
@@ -556,7 +585,7 @@ impl Picker {
             }
             self.candidates.remove(&self.key(piece));
             self.start_piece(piece);
-            let taken = self.take_free_blocks(piece, peer, limit, opts.now_ms, out);
+            let taken = self.take_free_blocks(piece, peer, limit, opts.now_ms, opts.eta_ms, out);
             if is_bulk {
                 bulk += taken;
             }
@@ -593,7 +622,9 @@ impl Picker {
         piece: u32,
         peer: PeerKey,
         max: usize,
-        opts: &PickOptions<'_>,
+        overdue_by: Option<u32>,
+        now_ms: u32,
+        eta_ms: u32,
         out: &mut Vec<BlockRequest>,
     ) {
         let piece_size = self.piece_size(piece);
@@ -608,8 +639,11 @@ impl Picker {
             let Block::Requested(first) = part.blocks[b as usize] else {
                 continue;
             };
-            if opts.now_ms.saturating_sub(part.req_at[b as usize]) < opts.dup_after_ms {
-                continue;
+            // `None` hedges at once; otherwise only blocks that are late.
+            if let Some(grace) = overdue_by {
+                if now_ms <= part.due[b as usize].saturating_add(grace) {
+                    continue;
+                }
             }
             let extra = part.extra.iter().filter(|(eb, _)| *eb == b).count();
             if first == peer || extra > 0 {
@@ -617,7 +651,7 @@ impl Picker {
                 continue;
             }
             part.extra.push((b, peer));
-            part.req_at[b as usize] = opts.now_ms;
+            part.due[b as usize] = now_ms.saturating_add(eta_ms);
             let begin = b * BLOCK_SIZE;
             out.push(BlockRequest {
                 index: piece,
@@ -671,7 +705,7 @@ impl Picker {
                 blocks: vec![Block::Free; n as usize].into_boxed_slice(),
                 from: vec![PeerKey::MAX; n as usize].into_boxed_slice(),
                 extra: Vec::new(),
-                req_at: vec![0; n as usize].into_boxed_slice(),
+                due: vec![0; n as usize].into_boxed_slice(),
                 free: n,
                 received: 0,
                 free_hint: 0,
@@ -685,6 +719,7 @@ impl Picker {
         peer: PeerKey,
         max: usize,
         now_ms: u32,
+        eta_ms: u32,
         out: &mut Vec<BlockRequest>,
     ) -> usize {
         let piece_size = self.piece_size(piece);
@@ -695,7 +730,7 @@ impl Picker {
         while b < n && taken < max && part.free > 0 {
             if part.blocks[b as usize] == Block::Free {
                 part.blocks[b as usize] = Block::Requested(peer);
-                part.req_at[b as usize] = now_ms;
+                part.due[b as usize] = now_ms.saturating_add(eta_ms);
                 part.free -= 1;
                 let begin = b * BLOCK_SIZE;
                 out.push(BlockRequest {
@@ -741,7 +776,7 @@ impl Picker {
                     continue;
                 }
                 part.extra.push((b, peer));
-                part.req_at[b as usize] = now_ms;
+                part.due[b as usize] = now_ms;
                 let begin = b * BLOCK_SIZE;
                 out.push(BlockRequest {
                     index: piece,
@@ -857,7 +892,7 @@ impl Picker {
             vec![PeerKey::MAX; n as usize].into_boxed_slice(),
         );
         part.blocks.fill(Block::Free);
-        part.req_at.fill(0);
+        part.due.fill(0);
         part.extra.clear();
         part.free = n;
         part.received = 0;
@@ -1031,6 +1066,8 @@ mod tests {
             critical_until_ms: now_ms + 2000,
             critical_share: 2,
             dup_after_ms: 500,
+            eta_ms: 0,
+            hedge: 0,
         }
     }
 
@@ -1183,7 +1220,7 @@ mod tests {
                         let mut out = Vec::new();
                         let opts = PickOptions { max, max_bulk: max, ..streaming(max, clock) };
                         p.pick(peer, PeerPieces::All, &opts, &mut out);
-                        prop_assert!(out.len() <= max);
+                        prop_assert!(out.len() <= max + opts.critical_share);
                         // Deadline pieces are requested before any others.
                         let first_bulk = out.iter().position(|r| p.deadline(r.index).is_none()).unwrap_or(out.len());
                         let deadline_after_bulk = out[first_bulk..].iter().any(|r| p.deadline(r.index).is_some());

@@ -464,6 +464,15 @@ impl TorrentHandle {
         st.update_deadlines();
     }
 
+    /// Whether byte `offset` of `file` is downloaded and verified.
+    pub fn is_available(&self, file: usize, offset: u64) -> bool {
+        self.shared
+            .state
+            .lock()
+            .file_bytes_available(file, offset, 1)
+            > 0
+    }
+
     pub fn streams(&self) -> Vec<crate::stream::StreamStats> {
         self.shared.state.lock().stream_stats()
     }

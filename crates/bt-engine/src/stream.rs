@@ -53,9 +53,11 @@ pub(crate) const CRITICAL_HORIZON: Duration = Duration::from_secs(2);
 /// player, an abandoned range request).
 const IDLE_AFTER: Duration = Duration::from_secs(5);
 /// Pieces at least this complete are not cancelled on a seek.
-const KEEP_IF_RECEIVED: f64 = 0.75;
+const KEEP_IF_RECEIVED: f64 = 1.01;
 /// How long the window of a closed stream is kept for a follow-up request.
 const RECENT_TTL: Duration = Duration::from_secs(3);
+/// How far before a closed stream's position a new one still continues it.
+const CONTINUE_BEHIND: u64 = 16 << 20;
 /// Bytes past the end of a bounded range fetched in order (not urgently).
 const PAST_RANGE: u64 = 4 << 20;
 /// How long streaming mode outlives the last stream.
@@ -297,10 +299,16 @@ impl TorrentState {
     /// the lingering windows and cancels requests nobody waits for, so the
     /// new position is served first. Every connection is woken.
     fn stream_moved(&mut self, at: u64) {
-        let continues =
-            self.streams.recent.iter().any(|(r, _)| r.contains(&at)) || self.readable(at, 1) > 0;
+        let continues = self
+            .streams
+            .recent
+            .iter()
+            .any(|(r, _)| continues_from(r.start, at))
+            || self.readable(at, 1) > 0;
         if continues {
-            self.streams.recent.retain(|(r, _)| !r.contains(&at));
+            self.streams
+                .recent
+                .retain(|(r, _)| !continues_from(r.start, at));
             self.update_deadlines();
         } else {
             self.streams.recent.clear();
@@ -348,6 +356,20 @@ impl TorrentState {
         at.min(end) - offset
     }
 
+    /// Verified bytes of `file` from `offset` on, up to `max`.
+    pub(crate) fn file_bytes_available(&self, file: usize, offset: u64, max: u64) -> u64 {
+        let Some(meta) = &self.meta else {
+            return 0;
+        };
+        let Some(f) = meta.storage.layout().files().get(file) else {
+            return 0;
+        };
+        if offset >= f.length {
+            return 0;
+        }
+        self.readable(f.offset + offset, max.min(f.length - offset))
+    }
+
     pub(crate) fn stream_stats(&self) -> Vec<StreamStats> {
         self.streams
             .list
@@ -370,6 +392,14 @@ impl TorrentState {
             })
             .collect()
     }
+}
+
+/// Whether a reader opening at `at` picks up where one that stopped at
+/// `pos` left off: a player's next range request starts a little before
+/// what it had received (it may drop buffered bytes) or just after it. A
+/// jump further away, even inside the old readahead window, is a seek.
+fn continues_from(pos: u64, at: u64) -> bool {
+    at + CONTINUE_BEHIND >= pos && at <= pos + PAST_RANGE
 }
 
 /// Description of a file in a torrent.

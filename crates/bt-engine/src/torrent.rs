@@ -37,6 +37,8 @@ const SNUB_AFTER: Duration = Duration::from_secs(20);
 /// A single request unanswered this long goes back to the picker.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(60);
+/// After this long, cancelled requests are assumed gone for good.
+const UNANSWERED_CANCEL_TTL: Duration = Duration::from_secs(10);
 /// IPs whose blocks failed this many hash checks are banned even when the
 /// culprit could not be pinned down.
 const MAX_HASH_FAILURES: u32 = 3;
@@ -348,6 +350,8 @@ impl TorrentState {
                 outstanding: Default::default(),
                 queue_depth: 16,
                 slow_start: true,
+                unanswered_cancels: 0,
+                cancels_sent_at: now,
                 rtt,
                 prev_second: 0,
                 snubbed: false,
@@ -702,6 +706,12 @@ impl TorrentState {
             }
             if keepalive {
                 peer.outbox.keepalive = true;
+            }
+            if peer.unanswered_cancels > 0
+                && now.duration_since(peer.cancels_sent_at) > UNANSWERED_CANCEL_TTL
+            {
+                // Many peers never answer a CANCEL; stop counting on it.
+                peer.unanswered_cancels = 0;
             }
             let waiting = !peer.outstanding.is_empty();
             if waiting && !peer.snubbed && now.duration_since(peer.last_block_at) > SNUB_AFTER {

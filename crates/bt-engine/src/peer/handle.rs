@@ -3,6 +3,7 @@
 //! verify goes back to the connection task in `PeerLocal::completed`.
 
 use super::{EXT_UT_METADATA, ExtState, PeerError, PeerHave, PeerLocal, UploadRead};
+use crate::peer::PeerEntry;
 use crate::picker::{BlockArrival, PeerKey, PeerPieces, PickOptions};
 use crate::stream::CRITICAL_HORIZON;
 use crate::torrent::TorrentState;
@@ -10,6 +11,7 @@ use bt_proto::Bitfield;
 use bt_proto::extension::ExtendedHandshake;
 use bt_proto::metadata::{METADATA_PIECE_SIZE, MetadataMsg};
 use bt_proto::wire::{BLOCK_SIZE, BlockRequest, MAX_REQUEST_LEN, Message};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -20,8 +22,8 @@ const DEFAULT_PEER_REQQ: u32 = 250;
 const DEFAULT_RTT: Duration = Duration::from_millis(100);
 /// Pipeline while streaming, in seconds of the peer's rate.
 const STREAMING_PIPE_SECS: f64 = 0.1;
-/// ... but never less than this many bytes.
-const STREAMING_MIN_PIPE_BYTES: f64 = 1024.0 * 1024.0;
+/// Cancelled blocks assumed to sit in a peer's send buffer at most.
+const MAX_STALE_BLOCKS: u32 = 4;
 /// While streaming, 1/this of a pipe may carry pieces without a deadline.
 const STREAMING_BULK_SHARE: usize = 4;
 /// Before the peer's rate is known: two pieces' worth of a common size, so
@@ -129,6 +131,9 @@ impl TorrentState {
                     if let Some(meta) = &mut self.meta {
                         meta.picker.request_dropped(key, r.index, r.begin, r.length);
                     }
+                } else {
+                    // The answer to one of our CANCELs.
+                    peer.unanswered_cancels = peer.unanswered_cancels.saturating_sub(1);
                 }
             }
             Message::AllowedFast(i) => {
@@ -141,6 +146,7 @@ impl TorrentState {
                 }
             }
             Message::Piece { index, begin, data } => {
+                tracing::trace!(peer = %peer.addr, index, begin, "block");
                 self.on_block(key, index, begin, data, local)?
             }
             Message::Extended { id, payload } => self.on_extended(key, id, payload, local)?,
@@ -283,6 +289,8 @@ impl TorrentState {
             .position(|(r, _)| r.index == index && r.begin == begin)
         {
             peer.outstanding.remove(pos);
+        } else {
+            peer.unanswered_cancels = peer.unanswered_cancels.saturating_sub(1);
         }
         peer.last_block_at = now;
         peer.snubbed = false;
@@ -506,6 +514,10 @@ impl TorrentState {
                 &Message::NotInterested
             });
         }
+        if !peer.outbox.cancels.is_empty() {
+            peer.unanswered_cancels += peer.outbox.cancels.len() as u32;
+            peer.cancels_sent_at = Instant::now();
+        }
         for r in peer.outbox.cancels.drain(..) {
             Message::Cancel(r).encode(&mut local.wbuf);
         }
@@ -525,16 +537,19 @@ impl TorrentState {
     fn fill_requests(&mut self, key: PeerKey, local: &mut PeerLocal) {
         let streaming = self.streams.active();
         let now_ms = self.streams.now_ms();
-        // While a stream is open, time-critical blocks are split between the
-        // peers that are serving us.
-        let serving = if streaming {
-            self.peers
-                .values()
-                .filter(|p| !p.peer_choking && p.am_interested)
-                .count()
-                .max(1)
+        let piece_bytes = self
+            .meta
+            .as_ref()
+            .map_or(0, |m| u64::from(m.picker.piece_size(0)));
+        // This peer's part of the most urgent piece, and of that piece
+        // twice over: the difference is how many blocks it hedges.
+        let (share, hedge, eta) = if streaming {
+            let (once, eta) = critical_plan(&self.peers, key, piece_bytes);
+            let twice = critical_share(&self.peers, key, 2 * piece_bytes);
+            let hedge = if once == 0 { twice } else { 0 };
+            (once, hedge, eta)
         } else {
-            1
+            (usize::MAX, 0, None)
         };
         let TorrentState {
             peers,
@@ -566,17 +581,15 @@ impl TorrentState {
             // least what a rate-limited peer sends in one of its ticks.
             let rtt = peer.rtt.unwrap_or(DEFAULT_RTT).as_secs_f64();
             let rate = peer.down.rate().max(peer.down.last_second());
-            // Until the rate is known, one piece-sized burst; a slow peer's
-            // floor shrinks to half a second of its rate.
-            let floor = if rate == 0 {
+            // About one bandwidth-delay product: the link stays full, and
+            // little waits in the peer's send buffer. Until the rate is
+            // known, enough for the first pieces.
+            let bytes = if rate == 0 {
                 STREAMING_START_PIPE_BYTES
             } else {
-                STREAMING_MIN_PIPE_BYTES
-                    .min(rate as f64 * 0.5)
-                    .max(64.0 * 1024.0)
+                rate as f64 * (1.25 * rtt).max(STREAMING_PIPE_SECS)
             };
-            let bytes = (rate as f64 * (2.0 * rtt).max(STREAMING_PIPE_SECS)).max(floor);
-            ((bytes / f64::from(BLOCK_SIZE)).ceil() as usize).clamp(4, cap)
+            ((bytes / f64::from(BLOCK_SIZE)).ceil() as usize).clamp(1, cap)
         } else {
             peer.queue_depth.min(cap)
         };
@@ -616,11 +629,18 @@ impl TorrentState {
             max_bulk,
             now_ms,
             critical_until_ms: now_ms.saturating_add(CRITICAL_HORIZON.as_millis() as u32),
-            critical_share: blocks_per_piece.div_ceil(serving),
+            critical_share: share.min(blocks_per_piece),
+            hedge,
             dup_after_ms: config.critical_duplicate_after.as_millis() as u32,
+            // Unknown rates: expect a block within the fixed grace alone.
+            eta_ms: eta.map_or(0, |e| (e * 1000.0) as u32),
         };
         scratch.clear();
         meta.picker.pick(key, view, &opts, scratch);
+        if !scratch.is_empty() && tracing::enabled!(tracing::Level::TRACE) {
+            let pieces: std::collections::BTreeSet<u32> = scratch.iter().map(|r| r.index).collect();
+            tracing::trace!(peer = %peer.addr, n = scratch.len(), outstanding, depth, ?pieces, "requested");
+        }
         let now = Instant::now();
         for r in scratch.drain(..) {
             Message::Request(r).encode(&mut local.wbuf);
@@ -704,6 +724,84 @@ fn send_have_state(have: Option<&Bitfield>, fast: bool, local: &mut PeerLocal) {
         _ if fast => local.send(&Message::HaveNone),
         _ => {}
     }
+}
+
+/// Blocks of a time-critical piece that peer `me` should take.
+///
+/// The piece's blocks are dealt out one at a time to whichever serving peer
+/// would deliver its next block earliest: a peer's blocks start arriving one
+/// round trip plus its queued bytes after we ask, one block-time apart at
+/// its rate. Distant, slow or busy peers get few blocks or none, and the
+/// piece is done as early as the swarm allows; stale blocks are duplicated
+/// later. Until every rate is known the piece is split evenly.
+fn critical_share(peers: &BTreeMap<PeerKey, PeerEntry>, me: PeerKey, piece_bytes: u64) -> usize {
+    critical_plan(peers, me, piece_bytes).0
+}
+
+/// [`critical_share`], and when a block asked of `me` now should arrive
+/// (seconds from now; `None` while rates are unknown).
+fn critical_plan(
+    peers: &BTreeMap<PeerKey, PeerEntry>,
+    me: PeerKey,
+    piece_bytes: u64,
+) -> (usize, Option<f64>) {
+    let block = f64::from(BLOCK_SIZE);
+    let now = Instant::now();
+    let serving: Vec<(PeerKey, f64, f64)> = peers
+        .iter()
+        .filter(|(_, p)| p.am_interested && !p.peer_choking && !p.snubbed)
+        .map(|(k, p)| {
+            // The link's rate: short pipes leave it idle between blocks, so
+            // the recent average understates it.
+            let rate = p.down.rate().max(p.down.last_second()).max(p.down.peak()) as f64;
+            let rtt = p.rtt.unwrap_or(DEFAULT_RTT).as_secs_f64();
+            let per_block = block / rate.max(1.0);
+            // Cancelled blocks may still be in its send buffer, ahead of ours:
+            // a bandwidth-delay product's worth, and at least the 16 KiB of
+            // a minimal socket buffer plus the message being written.
+            let sndbuf = ((rate * rtt) / block)
+                .ceil()
+                .clamp(2.0, f64::from(MAX_STALE_BLOCKS));
+            let queued = p.outstanding.len() as f64 + f64::from(p.unanswered_cancels).min(sndbuf);
+            // A busy peer's queue drains one block-time after another from
+            // its last delivery; an idle one answers after a round trip.
+            let since_last = now.duration_since(p.last_block_at).as_secs_f64();
+            let start = rtt.max(queued * per_block - since_last);
+            (*k, start, per_block)
+        })
+        .collect();
+    let blocks = piece_bytes.div_ceil(u64::from(BLOCK_SIZE)) as usize;
+    let unknown = peers.values().any(|p| {
+        p.am_interested
+            && !p.peer_choking
+            && !p.snubbed
+            && p.down.rate().max(p.down.last_second()) == 0
+    });
+    let my_eta = serving
+        .iter()
+        .find(|(k, _, _)| *k == me)
+        .map(|(_, start, per)| start + per);
+    if unknown || serving.len() <= 1 {
+        return (
+            blocks.div_ceil(serving.len().max(1)),
+            if unknown { None } else { my_eta },
+        );
+    }
+    // Next-block arrival time per peer; deal the blocks greedily.
+    let mut next: Vec<f64> = serving.iter().map(|(_, start, per)| start + per).collect();
+    let mut mine = 0;
+    for _ in 0..blocks {
+        let (i, _) = next
+            .iter()
+            .enumerate()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .expect("at least two peers");
+        if serving[i].0 == me {
+            mine += 1;
+        }
+        next[i] += serving[i].2;
+    }
+    (mine, my_eta)
 }
 
 /// Pipeline ceiling for a peer: our own cap, and the peer's `reqq`.

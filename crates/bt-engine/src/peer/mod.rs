@@ -99,6 +99,11 @@ pub(crate) struct PeerEntry {
     pub outstanding: VecDeque<(BlockRequest, Instant)>,
     pub queue_depth: usize,
     pub slow_start: bool,
+    /// CANCELs sent that the peer has answered with neither the block nor a
+    /// reject yet: their data may still be in its send buffer, ahead of
+    /// anything we ask now.
+    pub unanswered_cancels: u32,
+    pub cancels_sent_at: Instant,
     /// Round-trip estimate (TCP connect time of outgoing connections).
     pub rtt: Option<Duration>,
     /// Bytes received in the previous second, to detect the end of slow start.
