@@ -129,13 +129,11 @@ fn check_root(root: &Path, opts: &ScanOptions) -> Result<(PathBuf, Option<PathBu
         .downloads_dir
         .as_ref()
         .and_then(|d| std::fs::canonicalize(d).ok());
-    if let Some(d) = &downloads {
-        if canon.starts_with(d) {
-            return Err(LibraryError::ScanInsideDownloads {
-                path: root.to_path_buf(),
-                downloads: d.clone(),
-            });
-        }
+    if let Some(d) = downloads.as_ref().filter(|d| canon.starts_with(d)) {
+        return Err(LibraryError::ScanInsideDownloads {
+            path: root.to_path_buf(),
+            downloads: d.clone(),
+        });
     }
     let skip = downloads.filter(|d| d.starts_with(&canon));
     Ok((canon, skip))
@@ -484,12 +482,12 @@ fn sidecars_of(
                     out.push((s.clone(), lang, format));
                 }
             }
-        } else if videos_in_dir == 1 {
-            if let Some((parent, sub_dir)) = sdir.rsplit_once('/') {
-                let sub_dir = sub_dir.to_ascii_lowercase();
-                if parent == dir && (sub_dir == "subs" || sub_dir == "subtitles") {
-                    out.push((s.clone(), subtitle_language(sstem), format));
-                }
+        } else if let Some((parent, sub_dir)) = sdir.rsplit_once('/')
+            && videos_in_dir == 1
+        {
+            let sub_dir = sub_dir.to_ascii_lowercase();
+            if parent == dir && (sub_dir == "subs" || sub_dir == "subtitles") {
+                out.push((s.clone(), subtitle_language(sstem), format));
             }
         }
     }
