@@ -100,10 +100,10 @@ impl Choker {
                     .map(|p| p.key)
             };
         }
-        if let Some(o) = self.optimistic {
-            if !unchoke.contains(&o) {
-                unchoke.push(o);
-            }
+        if let Some(o) = self.optimistic
+            && !unchoke.contains(&o)
+        {
+            unchoke.push(o);
         }
         unchoke
     }

@@ -520,18 +520,10 @@ impl Picker {
                 // The piece a reader waits on right now is hedged: blocks
                 // already asked of another peer are asked of this one too,
                 // and the first copy wins.
-                self.duplicate_stale(piece, peer, opts.hedge, None, opts.now_ms, opts.eta_ms, out);
+                self.duplicate_stale(piece, peer, opts.hedge, None, opts, out);
             } else if budget > 0 {
                 let before = out.len();
-                self.duplicate_stale(
-                    piece,
-                    peer,
-                    budget,
-                    Some(opts.dup_after_ms),
-                    opts.now_ms,
-                    opts.eta_ms,
-                    out,
-                );
+                self.duplicate_stale(piece, peer, budget, Some(opts.dup_after_ms), opts, out);
                 budget -= out.len() - before;
             }
         }
@@ -596,7 +588,7 @@ impl Picker {
         if out.len() == start && self.candidates_for(&usable) == 0 {
             let deadline_of = &self.deadline_of;
             let endgame_usable =
-                |p: u32| usable(p) && !deadline_of.get(&p).is_some_and(|&d| d < critical_until);
+                |p: u32| usable(p) && deadline_of.get(&p).is_none_or(|&d| d >= critical_until);
             let pieces: Vec<u32> = self
                 .partials
                 .keys()
@@ -623,10 +615,10 @@ impl Picker {
         peer: PeerKey,
         max: usize,
         overdue_by: Option<u32>,
-        now_ms: u32,
-        eta_ms: u32,
+        opts: &PickOptions<'_>,
         out: &mut Vec<BlockRequest>,
     ) {
+        let (now_ms, eta_ms) = (opts.now_ms, opts.eta_ms);
         let piece_size = self.piece_size(piece);
         let Some(part) = self.partials.get_mut(&piece) else {
             return;
@@ -640,10 +632,10 @@ impl Picker {
                 continue;
             };
             // `None` hedges at once; otherwise only blocks that are late.
-            if let Some(grace) = overdue_by {
-                if now_ms <= part.due[b as usize].saturating_add(grace) {
-                    continue;
-                }
+            if let Some(grace) = overdue_by
+                && now_ms <= part.due[b as usize].saturating_add(grace)
+            {
+                continue;
             }
             let extra = part.extra.iter().filter(|(eb, _)| *eb == b).count();
             if first == peer || extra > 0 {
@@ -788,7 +780,7 @@ impl Picker {
     }
 
     fn locate(&self, piece: u32, begin: u32, length: u32) -> Option<u32> {
-        if piece >= self.num_pieces || begin % BLOCK_SIZE != 0 {
+        if piece >= self.num_pieces || !begin.is_multiple_of(BLOCK_SIZE) {
             return None;
         }
         let block = begin / BLOCK_SIZE;

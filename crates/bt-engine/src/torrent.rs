@@ -719,24 +719,24 @@ impl TorrentState {
                 let dropped: Vec<_> = peer.outstanding.iter().map(|(r, _)| *r).collect();
                 peer.outbox.cancels.extend(dropped);
                 self.drop_outstanding(key, false);
-            } else if let Some((_, at)) = peer.outstanding.front() {
-                if now.duration_since(*at) > REQUEST_TIMEOUT {
-                    let stale: Vec<_> = peer
-                        .outstanding
-                        .iter()
-                        .filter(|(_, at)| now.duration_since(*at) > REQUEST_TIMEOUT)
-                        .map(|(r, _)| *r)
-                        .collect();
-                    peer.outstanding
-                        .retain(|(_, at)| now.duration_since(*at) <= REQUEST_TIMEOUT);
-                    if let Some(meta) = &mut self.meta {
-                        for r in &stale {
-                            meta.picker.request_dropped(key, r.index, r.begin, r.length);
-                        }
+            } else if let Some((_, at)) = peer.outstanding.front()
+                && now.duration_since(*at) > REQUEST_TIMEOUT
+            {
+                let stale: Vec<_> = peer
+                    .outstanding
+                    .iter()
+                    .filter(|(_, at)| now.duration_since(*at) > REQUEST_TIMEOUT)
+                    .map(|(r, _)| *r)
+                    .collect();
+                peer.outstanding
+                    .retain(|(_, at)| now.duration_since(*at) <= REQUEST_TIMEOUT);
+                if let Some(meta) = &mut self.meta {
+                    for r in &stale {
+                        meta.picker.request_dropped(key, r.index, r.begin, r.length);
                     }
-                    let peer = self.peers.get_mut(&key).expect("key from map");
-                    peer.outbox.cancels.extend(stale);
                 }
+                let peer = self.peers.get_mut(&key).expect("key from map");
+                peer.outbox.cancels.extend(stale);
             }
             self.update_interest(key);
         }
@@ -809,10 +809,8 @@ impl TorrentState {
         let left = total - verified;
         let eta = if left == 0 || self.meta.is_none() {
             None
-        } else if rate > 0 {
-            Some(Duration::from_secs(left / rate))
         } else {
-            None
+            left.checked_div(rate).map(Duration::from_secs)
         };
         TorrentStats {
             info_hash: self.info_hash,

@@ -168,9 +168,12 @@ fn inconsistent_metainfo_is_refused_with_a_reason() {
     assert!(Layout::from_info(&zero).is_err());
 }
 
+/// (torrent name, one file's path components, expected reason).
+type HostileCase<'a> = (&'a [u8], Vec<Vec<u8>>, &'a str);
+
 #[test]
 fn from_info_refuses_path_traversal_and_absolute_paths() {
-    let cases: Vec<(&[u8], Vec<Vec<u8>>, &str)> = vec![
+    let cases: Vec<HostileCase<'_>> = vec![
         (
             b"root",
             vec![b"..".to_vec(), b"x".to_vec()],

@@ -263,7 +263,7 @@ fn permission_denied_is_reported() {
         }
     };
     if o.status.code() != Some(1)
-        && String::from_utf8_lossy(&o.stderr).contains("Permission denied") == false
+        && !String::from_utf8_lossy(&o.stderr).contains("Permission denied")
         && !is_root
     {
         eprintln!("skipping: not root and the folder is writable");

@@ -90,7 +90,8 @@ fn mp4(head: &[u8], file_len: u64) -> Sniffed {
         if kind == b"moov" {
             let end = at + size;
             if end as usize > head.len() {
-                out.index = vec![at..end];
+                out.index.clear();
+                out.index.push(at..end);
             } else {
                 out.index.clear();
             }

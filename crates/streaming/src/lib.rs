@@ -7,10 +7,10 @@
 //! in-progress torrent streams share one implementation.
 
 pub mod container;
-pub mod mime;
-pub mod range;
-pub mod token;
 pub mod decision;
 pub mod hls;
+pub mod mime;
 pub mod pretranscode;
 pub mod profiles;
+pub mod range;
+pub mod token;

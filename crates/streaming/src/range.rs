@@ -237,11 +237,10 @@ mod tests {
     proptest! {
         #[test]
         fn any_header_resolves_inside_the_file_or_errors(h in ".{0,80}", len in 0u64..u64::MAX) {
-            if let Ok(spec) = parse(&h) {
-                if let Ok(r) = resolve(spec, len) {
+            if let Ok(spec) = parse(&h)
+                && let Ok(r) = resolve(spec, len) {
                     prop_assert!(r.start < r.end && r.end <= len);
                 }
-            }
         }
 
         #[test]

@@ -138,17 +138,15 @@ async fn serve(
         if wpos == out.len() {
             out.clear();
             wpos = 0;
-            if !choking {
-                if let Some(r) = queue.pop_front() {
-                    let start = r.index as usize * content.piece_length as usize + r.begin as usize;
-                    let data = &content.data[start..start + r.length as usize];
-                    Message::Piece {
-                        index: r.index,
-                        begin: r.begin,
-                        data,
-                    }
-                    .encode(&mut out);
+            if !choking && let Some(r) = queue.pop_front() {
+                let start = r.index as usize * content.piece_length as usize + r.begin as usize;
+                let data = &content.data[start..start + r.length as usize];
+                Message::Piece {
+                    index: r.index,
+                    begin: r.begin,
+                    data,
                 }
+                .encode(&mut out);
             }
         }
         let wake = match (next_change, leave) {

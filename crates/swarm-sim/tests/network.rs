@@ -13,11 +13,11 @@ use tokio::time::Instant;
 
 async fn read_msg(conn: &mut bt_engine::Connection, buf: &mut Vec<u8>) -> Vec<u8> {
     loop {
-        if let Some(len) = wire::peek_frame_len(buf) {
-            if buf.len() >= len {
-                let frame: Vec<u8> = buf.drain(..len).collect();
-                return frame;
-            }
+        if let Some(len) = wire::peek_frame_len(buf)
+            && buf.len() >= len
+        {
+            let frame: Vec<u8> = buf.drain(..len).collect();
+            return frame;
         }
         let mut chunk = [0u8; 4096];
         let n = conn.reader.read(&mut chunk).await.unwrap();

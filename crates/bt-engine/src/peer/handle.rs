@@ -157,10 +157,10 @@ impl TorrentState {
     fn on_have(&mut self, key: PeerKey, i: u32) -> Result<(), PeerError> {
         let peer = self.peers.get_mut(&key).expect("caller checked");
         let Some(meta) = &mut self.meta else {
-            if let PeerHave::Pending { haves, .. } = &mut peer.have {
-                if haves.len() < MAX_PENDING_HAVES {
-                    haves.push(i);
-                }
+            if let PeerHave::Pending { haves, .. } = &mut peer.have
+                && haves.len() < MAX_PENDING_HAVES
+            {
+                haves.push(i);
             }
             return Ok(());
         };
@@ -330,12 +330,12 @@ impl TorrentState {
                     length: len,
                 };
                 for other in cancel {
-                    if let Some(op) = self.peers.get_mut(&other) {
-                        if let Some(pos) = op.outstanding.iter().position(|(o, _)| *o == r) {
-                            op.outstanding.remove(pos);
-                            op.outbox.cancels.push(r);
-                            op.wake();
-                        }
+                    if let Some(op) = self.peers.get_mut(&other)
+                        && let Some(pos) = op.outstanding.iter().position(|(o, _)| *o == r)
+                    {
+                        op.outstanding.remove(pos);
+                        op.outbox.cancels.push(r);
+                        op.wake();
                     }
                 }
                 if complete {
@@ -682,10 +682,8 @@ impl TorrentState {
         let allowed = std::mem::take(&mut peer.allowed_fast);
         peer.outstanding.retain(|(r, _)| {
             let keep = keep_allowed_fast && allowed.contains(&r.index);
-            if !keep {
-                if let Some(meta) = meta.as_mut() {
-                    meta.picker.request_dropped(key, r.index, r.begin, r.length);
-                }
+            if !keep && let Some(meta) = meta.as_mut() {
+                meta.picker.request_dropped(key, r.index, r.begin, r.length);
             }
             keep
         });

@@ -225,7 +225,7 @@ async fn prepare(server: Arc<Server>, file: usize) {
         server.handle.prefetch(
             file,
             // Small files: the tail guess must not swallow the whole file.
-            &[len.saturating_sub(TAIL_GUESS.min(len / 8))..len],
+            std::slice::from_ref(&(len.saturating_sub(TAIL_GUESS.min(len / 8))..len)),
             Duration::from_secs(30),
         );
     }
