@@ -528,9 +528,10 @@ impl Picker {
             }
         }
 
-        // 2. Pieces in progress: deadline pieces by deadline, then by
-        // priority and index (sorted: HashMap order would make runs
-        // irreproducible). Time-critical ones were dealt with above.
+        // 2. The rest, most urgent first: pieces with a deadline (in
+        // progress, then new), then bulk pieces (in progress, then new).
+        // Time-critical pieces were dealt out above and only there, by
+        // budget. Sorted: HashMap order would make runs irreproducible.
         let critical_until = opts.critical_until_ms;
         let is_critical = |p: &u32, deadline_of: &HashMap<u32, u32>| {
             deadline_of.get(p).is_some_and(|&d| d < critical_until)
@@ -542,45 +543,50 @@ impl Picker {
             .map(|(p, _)| (self.progress_order(*p), *p))
             .collect();
         in_progress.sort_unstable();
-        for (order, piece) in in_progress {
-            let is_bulk = order.0 != 0;
-            let limit = if is_bulk {
-                room(out).min(opts.max_bulk - bulk)
-            } else {
-                room(out)
-            };
-            if limit == 0 {
-                if room(out) == 0 {
-                    return;
-                }
-                continue;
+        let (with_deadline, bulk_in_progress): (Vec<_>, Vec<_>) =
+            in_progress.into_iter().partition(|(order, _)| order.0 == 0);
+        for (_, piece) in with_deadline {
+            if room(out) == 0 {
+                return;
             }
-            let taken = self.take_free_blocks(piece, peer, limit, opts.now_ms, opts.eta_ms, out);
-            if is_bulk {
-                bulk += taken;
-            }
+            self.take_free_blocks(piece, peer, room(out), opts.now_ms, opts.eta_ms, out);
         }
-
-        // 3. New pieces, in candidate order (deadline pieces come first).
         while room(out) > 0 && self.partials.len() < self.max_partials {
-            let Some(piece) = self.choose_new_piece(&usable) else {
+            // Deadline candidates sort first (class 0), earliest first.
+            let next = self
+                .candidates
+                .iter()
+                .take_while(|k| k.0 == 0)
+                .find(|k| k.1 >= critical_until && usable(k.3))
+                .map(|k| k.3);
+            let Some(piece) = next else {
                 break;
             };
-            let is_bulk = !self.deadline_of.contains_key(&piece);
-            let limit = if is_bulk {
-                room(out).min(opts.max_bulk - bulk)
-            } else {
-                room(out)
-            };
-            if limit == 0 {
-                break;
-            }
             self.candidates.remove(&self.key(piece));
             self.start_piece(piece);
-            let taken = self.take_free_blocks(piece, peer, limit, opts.now_ms, opts.eta_ms, out);
-            if is_bulk {
-                bulk += taken;
+            self.take_free_blocks(piece, peer, room(out), opts.now_ms, opts.eta_ms, out);
+        }
+        for (_, piece) in bulk_in_progress {
+            let limit = room(out).min(opts.max_bulk - bulk);
+            if limit == 0 {
+                break;
             }
+            bulk += self.take_free_blocks(piece, peer, limit, opts.now_ms, opts.eta_ms, out);
+        }
+        while room(out) > 0 && self.partials.len() < self.max_partials {
+            let limit = room(out).min(opts.max_bulk - bulk);
+            if limit == 0 {
+                break;
+            }
+            let deadlines = &self.deadline_of;
+            let Some(piece) =
+                self.choose_new_piece(&|p: u32| usable(p) && !deadlines.contains_key(&p))
+            else {
+                break;
+            };
+            self.candidates.remove(&self.key(piece));
+            self.start_piece(piece);
+            bulk += self.take_free_blocks(piece, peer, limit, opts.now_ms, opts.eta_ms, out);
         }
 
         // 4. Endgame: only once no piece is left to start. Time-critical

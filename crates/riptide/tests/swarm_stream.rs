@@ -463,3 +463,128 @@ fn swarm_ffmpeg_plays_in_progress_downloads() {
         drop(seed);
     }
 }
+
+/// Chromium's `<video>` plays the stream URL of a film that is still
+/// downloading (throttled seeder), and a seek to the middle plays on.
+/// Needs Debian's chromium and playwright-core (scripts/test.sh installs
+/// both); the film is made here with ffmpeg, so no `../shared` is needed.
+#[test]
+fn swarm_chromium_plays_while_downloading() {
+    require_or_skip!(
+        "opentracker",
+        "mktorrent",
+        "ffmpeg",
+        "node",
+        "chromium",
+        LIBTORRENT
+    );
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../streaming/tests/browser");
+    if !browser_dir.join("node_modules/playwright-core").exists() {
+        eprintln!(
+            "skipping: playwright-core is not installed in {} (run scripts/test.sh)",
+            browser_dir.display()
+        );
+        return;
+    }
+    let work = Workdir::new("rt-stream-chromium");
+    let dir = work.subdir("seed");
+    let name = "Test.Pattern.2024.mp4";
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x180:rate=25",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440",
+        ])
+        .args([
+            "-t",
+            "30",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-movflags", "+faststart"])
+        .arg(dir.join(name))
+        .status()
+        .unwrap();
+    assert!(made.success(), "ffmpeg could not make the test film");
+    let size = std::fs::metadata(dir.join(name)).unwrap().len();
+    let payload = Payload {
+        root: dir.clone(),
+        name: name.to_string(),
+        files: vec![(std::path::PathBuf::from(name), size)],
+    };
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 32 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    // About 2x the film's bitrate: the download takes ~15 s, playback 30 s.
+    let opts = SeedOpts {
+        upload_limit_bps: Some((size / 15).max(32 * 1024)),
+        ..SeedOpts::default()
+    };
+    let _seed = LibtorrentPeer::seed(&work, &torrent, &dir, loopback_ip(64), opts);
+    let rt = Streamer::start(&work, &torrent, loopback_ip(12), &[]);
+    let shots = work.subdir("screenshots");
+    let out = Command::new("node")
+        .arg(browser_dir.join("direct.mjs"))
+        .arg(&rt.url)
+        .arg(&shots)
+        .current_dir(&browser_dir)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    let pieces = torrent.num_pieces() as usize;
+    let verified = rt.log().matches("piece verified").count();
+    eprintln!("chromium: {report} ({verified}/{pieces} pieces when it finished)");
+    let keep = std::env::var("RIPTIDE_TEST_ARTIFACTS").ok();
+    if let Some(dir) = keep {
+        let _ = std::fs::create_dir_all(&dir);
+        for f in ["direct-playing.png", "direct-after-seek.png"] {
+            let _ = std::fs::copy(shots.join(f), Path::new(&dir).join(f));
+        }
+    }
+    assert!(
+        report.contains("\"errors\":[]"),
+        "chromium reported errors: {report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let num = |key: &str| -> f64 {
+        report
+            .split(&format!("\"{key}\":"))
+            .nth(1)
+            .and_then(|r| r.split([',', '}']).next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    assert!(num("first") > 1.0, "currentTime did not advance: {report}");
+    assert!(
+        num("after") > num("target"),
+        "playback did not pass the seek target: {report}"
+    );
+    // Log lines start with their timestamp: the first byte went out before
+    // the download completed.
+    let log = rt.log();
+    let when = |what: &str| {
+        log.lines()
+            .find(|l| l.contains(what))
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+    };
+    let first = when("stream first byte").expect("a stream started");
+    if let Some(done) = when("download complete") {
+        assert!(
+            first < done,
+            "playback started only after the download was complete"
+        );
+    }
+}
