@@ -16,6 +16,8 @@ dict_for() {
   case $1 in
     magnet) echo "-dict=dicts/magnet.dict" ;;
     tracker_http) echo "-dict=dicts/tracker_http.dict" ;;
+    pex) echo "-dict=dicts/pex.dict" ;;
+    lsd) echo "-dict=dicts/lsd.dict" ;;
     wire|tracker_udp) echo "" ;;
     *) echo "-dict=dicts/bencode.dict" ;;
   esac

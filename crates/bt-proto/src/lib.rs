@@ -9,9 +9,12 @@
 pub mod bencode;
 pub mod bitfield;
 pub mod extension;
+pub mod lsd;
 pub mod magnet;
 pub mod metadata;
 pub mod metainfo;
+pub mod mse;
+pub mod pex;
 pub mod tracker;
 pub mod wire;
 
