@@ -18,7 +18,7 @@ dict_for() {
     tracker_http) echo "-dict=dicts/tracker_http.dict" ;;
     pex) echo "-dict=dicts/pex.dict" ;;
     lsd) echo "-dict=dicts/lsd.dict" ;;
-    wire|tracker_udp) echo "" ;;
+    wire|tracker_udp|mse) echo "" ;;
     *) echo "-dict=dicts/bencode.dict" ;;
   esac
 }
@@ -36,7 +36,7 @@ run() {
 
 RUSTC_BOOTSTRAP=1 cargo fuzz build || exit 1
 status=0
-[ $# -eq 0 ] && set -- bencode metainfo magnet wire extension metadata tracker_http tracker_udp
+[ $# -eq 0 ] && set -- bencode metainfo magnet wire extension metadata tracker_http tracker_udp pex lsd mse
 while [ $# -gt 0 ]; do
   run "$1" & a=$!
   if [ $# -gt 1 ]; then run "$2" & b=$!; else b=; fi

@@ -6,6 +6,11 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InfoHash(pub [u8; 20]);
 
+/// SHA-256 of the bencoded `info` dictionary (BEP 52, v2 and hybrid
+/// torrents).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InfoHashV2(pub [u8; 32]);
+
 /// A peer's self-chosen identifier, sent in the handshake.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerId(pub [u8; 20]);
@@ -16,6 +21,8 @@ pub enum ParseInfoHashError {
     BadLength(usize),
     #[error("info-hash contains a character that is not hex or base32")]
     BadCharacter,
+    #[error("v2 info-hash must be 64 hex characters, got {0}")]
+    BadV2Length(usize),
 }
 
 impl InfoHash {
@@ -64,6 +71,52 @@ impl InfoHash {
             }
             n => Err(ParseInfoHashError::BadLength(n)),
         }
+    }
+}
+
+impl InfoHashV2 {
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The first 20 bytes: what BEP 52 puts wherever 20 bytes are expected
+    /// (peer handshake, trackers, DHT, MSE's SKEY, a v2-only torrent's
+    /// `btih`-sized swarm id).
+    pub fn truncated(&self) -> InfoHash {
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&self.0[..20]);
+        InfoHash(out)
+    }
+
+    /// Lower-case hex (64 characters).
+    pub fn to_hex(&self) -> String {
+        hex_encode(&self.0)
+    }
+
+    /// Parses 64 hex characters.
+    pub fn from_hex(s: &str) -> Result<Self, ParseInfoHashError> {
+        if s.len() != 64 {
+            return Err(ParseInfoHashError::BadV2Length(s.len()));
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+            let hi = hex_val(pair[0]).ok_or(ParseInfoHashError::BadCharacter)?;
+            let lo = hex_val(pair[1]).ok_or(ParseInfoHashError::BadCharacter)?;
+            out[i] = (hi << 4) | lo;
+        }
+        Ok(InfoHashV2(out))
+    }
+}
+
+impl fmt::Display for InfoHashV2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for InfoHashV2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InfoHashV2({})", self.to_hex())
     }
 }
 
@@ -128,6 +181,25 @@ mod tests {
         let b = InfoHash::from_hex_or_base32(b32).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.to_hex(), hex);
+    }
+
+    #[test]
+    fn v2_hash_hex_and_truncation() {
+        let hex = "edf3f3c59c1d7d6d3d6fed64a0e605c808f3868b2e5b8f69551bc7f1b7273111";
+        let h = InfoHashV2::from_hex(hex).unwrap();
+        assert_eq!(h.to_hex(), hex);
+        assert_eq!(
+            h.truncated().to_hex(),
+            "edf3f3c59c1d7d6d3d6fed64a0e605c808f3868b"
+        );
+        assert_eq!(
+            InfoHashV2::from_hex(&hex[..40]),
+            Err(ParseInfoHashError::BadV2Length(40))
+        );
+        assert_eq!(
+            InfoHashV2::from_hex(&"x".repeat(64)),
+            Err(ParseInfoHashError::BadCharacter)
+        );
     }
 
     #[test]

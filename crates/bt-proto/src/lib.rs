@@ -11,17 +11,19 @@ pub mod bitfield;
 pub mod extension;
 pub mod lsd;
 pub mod magnet;
+pub mod merkle;
 pub mod metadata;
 pub mod metainfo;
 pub mod mse;
 pub mod pex;
 pub mod tracker;
 pub mod wire;
+pub mod wire_v2;
 
 mod ids;
 mod percent;
 
 pub use bitfield::{Bitfield, BitfieldError};
-pub use ids::{InfoHash, ParseInfoHashError, PeerId};
+pub use ids::{InfoHash, InfoHashV2, ParseInfoHashError, PeerId};
 pub use magnet::{Magnet, MagnetError};
 pub use metainfo::{FileEntry, Info, Metainfo, MetainfoError};

@@ -1,4 +1,5 @@
-//! Magnet links (BEP 9 `xt`/`dn`/`tr`/`x.pe`, BEP 53 `so`).
+//! Magnet links (BEP 9 `xt`/`dn`/`tr`/`x.pe`, BEP 53 `so`, BEP 52
+//! `xt=urn:btmh:` v2 info-hashes).
 //!
 //! Links are pasted by people and shared by web pages, so parsing is lenient
 //! where no meaning is lost (unknown parameters, `tr.1`-style numbered keys,
@@ -6,7 +7,7 @@
 //! fetch the wrong torrent (a bad info-hash is an error, never ignored).
 
 use crate::percent;
-use crate::{InfoHash, ParseInfoHashError};
+use crate::{InfoHash, InfoHashV2, ParseInfoHashError};
 use std::fmt::Write;
 
 /// Longest accepted URI. Real links with dozens of trackers stay far below.
@@ -17,6 +18,9 @@ pub const MAX_SELECTED: usize = 100_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Magnet {
+    /// The 20-byte swarm id: the `btih` hash, or for a v2-only link (only
+    /// `btmh`) the truncated v2 hash, which is what BEP 52 peers, trackers
+    /// and the DHT use.
     pub info_hash: InfoHash,
     pub display_name: Option<String>,
     /// `tr` parameters in the order given, duplicates removed.
@@ -26,6 +30,9 @@ pub struct Magnet {
     /// BEP 53 `so`: file indices to download, ranges expanded, in the
     /// order given.
     pub select_only: Option<Vec<u32>>,
+    /// BEP 52 `btmh` (SHA-256 multihash) when the link has one: a v2-only
+    /// or hybrid torrent. Metadata fetched for it must hash to this.
+    pub info_hash_v2: Option<InfoHashV2>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -36,8 +43,14 @@ pub enum MagnetError {
     NotMagnet,
     #[error("magnet link has no BitTorrent info-hash (xt=urn:btih:...)")]
     MissingInfoHash,
+    /// No longer returned: links with only a `btmh` hash parse (see
+    /// [`Magnet::info_hash_v2`]). Kept so matching code still compiles.
     #[error("v2 magnets not supported yet (the link has only a btmh hash)")]
     V2Only,
+    #[error(
+        "magnet link has an invalid btmh hash {0:?} (expected 1220 followed by 64 hex characters, a SHA-256 multihash)"
+    )]
+    BadMultihash(String),
     #[error("magnet link has an invalid info-hash: {0}")]
     BadInfoHash(#[from] ParseInfoHashError),
     #[error("magnet link has an invalid so= file selection {0:?}")]
@@ -55,6 +68,7 @@ impl Magnet {
             trackers: Vec::new(),
             peers: Vec::new(),
             select_only: None,
+            info_hash_v2: None,
         }
     }
 
@@ -70,7 +84,7 @@ impl Magnet {
             .ok_or(MagnetError::NotMagnet)?;
 
         let mut info_hash = None;
-        let mut saw_btmh = false;
+        let mut info_hash_v2 = None;
         let mut display_name = None;
         let mut trackers: Vec<String> = Vec::new();
         // A 64 KiB link can hold ~10^4 `tr` keys; a linear duplicate check
@@ -94,8 +108,10 @@ impl Magnet {
                         if info_hash.is_none() {
                             info_hash = Some(InfoHash::from_hex_or_base32(h)?);
                         }
-                    } else if strip_prefix_ignore_case(&value, "urn:btmh:").is_some() {
-                        saw_btmh = true;
+                    } else if let Some(h) = strip_prefix_ignore_case(&value, "urn:btmh:")
+                        && info_hash_v2.is_none()
+                    {
+                        info_hash_v2 = Some(parse_btmh(h)?);
                     }
                 }
                 "dn" => display_name = Some(percent_decode(raw_value, true)),
@@ -115,10 +131,10 @@ impl Magnet {
                 _ => {}
             }
         }
-        let info_hash = match info_hash {
-            Some(h) => h,
-            None if saw_btmh => return Err(MagnetError::V2Only),
-            None => return Err(MagnetError::MissingInfoHash),
+        let info_hash = match (info_hash, info_hash_v2) {
+            (Some(h), _) => h,
+            (None, Some(v2)) => v2.truncated(),
+            (None, None) => return Err(MagnetError::MissingInfoHash),
         };
         Ok(Magnet {
             info_hash,
@@ -126,11 +142,29 @@ impl Magnet {
             trackers,
             peers,
             select_only,
+            info_hash_v2,
         })
     }
 
     pub fn to_uri(&self) -> String {
-        let mut s = format!("magnet:?xt=urn:btih:{}", self.info_hash.to_hex());
+        // A v2-only link carries only btmh: a btih of the truncated hash
+        // would send v1-only clients after metadata whose SHA-1 never
+        // matches.
+        let v2_only = self
+            .info_hash_v2
+            .is_some_and(|v2| v2.truncated() == self.info_hash);
+        let mut s = String::from("magnet:?");
+        if !v2_only {
+            s.push_str("xt=urn:btih:");
+            s.push_str(&self.info_hash.to_hex());
+        }
+        if let Some(v2) = &self.info_hash_v2 {
+            if !v2_only {
+                s.push('&');
+            }
+            s.push_str("xt=urn:btmh:1220");
+            s.push_str(&v2.to_hex());
+        }
         if let Some(dn) = &self.display_name {
             s.push_str("&dn=");
             percent::encode_into(dn.as_bytes(), &mut s);
@@ -149,6 +183,13 @@ impl Magnet {
         }
         s
     }
+}
+
+/// A `btmh` value: multihash code 0x12 (SHA-256), length 0x20, 32 bytes.
+fn parse_btmh(h: &str) -> Result<InfoHashV2, MagnetError> {
+    let bad = || MagnetError::BadMultihash(h.chars().take(80).collect());
+    let digest = strip_prefix_ignore_case(h, "1220").ok_or_else(bad)?;
+    InfoHashV2::from_hex(digest).map_err(|_| bad())
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -250,14 +291,14 @@ mod tests {
             Magnet::parse("magnet:?dn=x"),
             Err(MagnetError::MissingInfoHash)
         );
-        let v2 = "magnet:?xt=urn:btmh:1220caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e";
-        let e = Magnet::parse(v2).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "v2 magnets not supported yet (the link has only a btmh hash)"
-        );
-        // Hybrid magnet: btih wins.
-        assert!(Magnet::parse(&format!("{v2}&xt=urn:btih:{HEX}")).is_ok());
+        assert!(matches!(
+            Magnet::parse("magnet:?xt=urn:btmh:1114caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa"),
+            Err(MagnetError::BadMultihash(_))
+        ));
+        assert!(matches!(
+            Magnet::parse("magnet:?xt=urn:btmh:1220caf1"),
+            Err(MagnetError::BadMultihash(_))
+        ));
         assert!(matches!(
             Magnet::parse("magnet:?xt=urn:btih:abc"),
             Err(MagnetError::BadInfoHash(_))
@@ -279,6 +320,26 @@ mod tests {
             Magnet::parse(&long),
             Err(MagnetError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn v2_and_hybrid_links() {
+        let v2hex = "caf1e1c30e81cb361b9ee167c4aa64228a7fa4fa9f6105232b28ad099f3a302e";
+        let v2 = format!("magnet:?xt=urn:btmh:1220{v2hex}&dn=x");
+        let m = Magnet::parse(&v2).unwrap();
+        assert_eq!(m.info_hash_v2.unwrap().to_hex(), v2hex);
+        assert_eq!(m.info_hash.to_hex(), &v2hex[..40]);
+        assert_eq!(m.to_uri(), v2);
+        assert_eq!(Magnet::parse(&m.to_uri()).unwrap(), m);
+        // Hybrid: btih is the swarm id, btmh kept beside it.
+        let h = Magnet::parse(&format!("{v2}&xt=urn:btih:{HEX}")).unwrap();
+        assert_eq!(h.info_hash.to_hex(), HEX);
+        assert_eq!(h.info_hash_v2, m.info_hash_v2);
+        assert_eq!(
+            h.to_uri(),
+            format!("magnet:?xt=urn:btih:{HEX}&xt=urn:btmh:1220{v2hex}&dn=x")
+        );
+        assert_eq!(Magnet::parse(&h.to_uri()).unwrap(), h);
     }
 
     #[test]
@@ -321,9 +382,16 @@ mod tests {
             trackers in proptest::collection::btree_set(".{1,20}", 0..4),
             peers in proptest::collection::vec("[a-z0-9.:]{1,20}", 0..3),
             so in proptest::option::of(proptest::collection::vec(0u32..50, 0..10)),
+            v2 in proptest::option::of(any::<[u8; 32]>()),
+            v2_only in any::<bool>(),
         ) {
+            let info_hash_v2 = v2.map(InfoHashV2);
             let m = Magnet {
-                info_hash: InfoHash(hash),
+                info_hash: match info_hash_v2 {
+                    Some(v2) if v2_only => v2.truncated(),
+                    _ => InfoHash(hash),
+                },
+                info_hash_v2,
                 display_name: dn,
                 trackers: trackers.into_iter().filter(|t| !t.trim().is_empty()).collect(),
                 peers,

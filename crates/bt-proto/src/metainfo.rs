@@ -1,6 +1,7 @@
 //! `.torrent` files: BEP 3 (v1 single- and multi-file), BEP 12
 //! (announce-list), BEP 19 (url-list), BEP 27 (private) and BEP 47 (padding
-//! files), plus [`TorrentBuilder`] to write them.
+//! files), plus [`TorrentBuilder`] to write them. BEP 52 (v2 and hybrid
+//! torrents) is in [`v2`]; [`Metainfo`] stays the v1 view.
 //!
 //! The info-hash is the SHA-1 of the `info` dictionary's bytes *as they
 //! appear in the file*: a torrent with unsorted keys would get a different
@@ -10,6 +11,10 @@
 //! Paths are kept as raw bytes. Making them safe to join onto a download
 //! directory (`..`, absolute paths, reserved names) is the storage layer's
 //! job; here they are only checked for shape.
+
+pub mod v2;
+
+pub use v2::{FileV2, InfoV2, MetainfoV2, MetainfoV2Error, Torrent, info_hash_v2_of};
 
 use crate::InfoHash;
 use crate::bencode::{self, BencodeError, Limits, Value};
@@ -125,6 +130,54 @@ impl Metainfo {
         let info_bytes = buf[span].to_vec();
         let info = Info::from_value(root.get(b"info").expect("find_raw found it"))?;
 
+        let top = TopLevel::from_root(&root);
+        Ok(Metainfo {
+            info_hash: info_hash_of(&info_bytes),
+            info,
+            info_bytes,
+            announce: top.announce,
+            announce_list: top.announce_list,
+            url_list: top.url_list,
+            comment: top.comment,
+            created_by: top.created_by,
+            creation_date: top.creation_date,
+        })
+    }
+
+    /// A magnet link for this torrent: info-hash, name and every tracker.
+    pub fn to_magnet(&self) -> Magnet {
+        Magnet {
+            display_name: Some(self.info.name_lossy()),
+            trackers: self.trackers().into_iter().flatten().collect(),
+            ..Magnet::new(self.info_hash)
+        }
+    }
+
+    /// Tracker tiers to announce to: `announce-list` wins when present
+    /// (BEP 12), else the lone `announce`.
+    pub fn trackers(&self) -> Vec<Vec<String>> {
+        if !self.announce_list.is_empty() {
+            self.announce_list.clone()
+        } else if let Some(a) = &self.announce {
+            vec![vec![a.clone()]]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// The fields outside `info` that v1 and v2 torrents share.
+struct TopLevel {
+    announce: Option<String>,
+    announce_list: Vec<Vec<String>>,
+    url_list: Vec<String>,
+    comment: Option<String>,
+    created_by: Option<String>,
+    creation_date: Option<i64>,
+}
+
+impl TopLevel {
+    fn from_root(root: &Value) -> TopLevel {
         let text = |key: &[u8]| {
             root.get(key)
                 .and_then(Value::as_bytes)
@@ -148,37 +201,13 @@ impl Metainfo {
             Some(v) => url_string(v).into_iter().collect(),
             None => Vec::new(),
         };
-        Ok(Metainfo {
-            info_hash: info_hash_of(&info_bytes),
-            info,
-            info_bytes,
+        TopLevel {
             announce: root.get(b"announce").and_then(url_string),
             announce_list,
             url_list,
             comment: text(b"comment.utf-8").or_else(|| text(b"comment")),
             created_by: text(b"created by"),
             creation_date: root.get(b"creation date").and_then(Value::as_int),
-        })
-    }
-
-    /// A magnet link for this torrent: info-hash, name and every tracker.
-    pub fn to_magnet(&self) -> Magnet {
-        Magnet {
-            display_name: Some(self.info.name_lossy()),
-            trackers: self.trackers().into_iter().flatten().collect(),
-            ..Magnet::new(self.info_hash)
-        }
-    }
-
-    /// Tracker tiers to announce to: `announce-list` wins when present
-    /// (BEP 12), else the lone `announce`.
-    pub fn trackers(&self) -> Vec<Vec<String>> {
-        if !self.announce_list.is_empty() {
-            self.announce_list.clone()
-        } else if let Some(a) = &self.announce {
-            vec![vec![a.clone()]]
-        } else {
-            Vec::new()
         }
     }
 }

@@ -73,7 +73,8 @@ pub struct PexPeer {
 /// One `ut_pex` message.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PexMessage {
-    /// IPv4 and IPv6 peers, in message order (IPv4 list first).
+    /// IPv4 and IPv6 peers in message order, every IPv4 peer first
+    /// (IPv4-mapped `added6` entries count as IPv4).
     pub added: Vec<PexPeer>,
     pub dropped: Vec<SocketAddr>,
 }
@@ -170,6 +171,11 @@ impl PexMessage {
         message
             .dropped
             .extend(decode_compact_v6(&dropped6[..take6 * 18]));
+        // An IPv4-mapped entry of `added6` decodes as IPv4; keeping every
+        // IPv4 peer first makes the decoded message the same whichever
+        // list such a peer came in (and what `encode` would write).
+        message.added.sort_by_key(|p| p.addr.is_ipv6());
+        message.dropped.sort_by_key(SocketAddr::is_ipv6);
         Ok(ReceivedPex { message, ignored })
     }
 
@@ -329,6 +335,32 @@ mod tests {
         assert_eq!(back.ignored, 0);
         assert_eq!(back.message.added.len(), MAX_PEERS_PER_LIST);
         assert_eq!(back.message.dropped.len(), MAX_PEERS_PER_LIST);
+    }
+
+    #[test]
+    fn mapped_ipv6_entries_sort_with_ipv4() {
+        // Found by the fuzzer: an IPv4-mapped address after a real IPv6
+        // one in `added6` used to decode in an order `encode` does not
+        // reproduce.
+        let mut payload = b"d6:added636:".to_vec();
+        payload.extend_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7).octets());
+        payload.extend_from_slice(&[0, 3]);
+        payload.extend_from_slice(&Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped().octets());
+        payload.extend_from_slice(&[0, 4]);
+        payload.push(b'e');
+        let m = PexMessage::decode(&payload).unwrap().message;
+        assert_eq!(m.added[0].addr, v4(1, 4));
+        assert_eq!(m.added[1].addr, v6(7, 3));
+        assert_eq!(PexMessage::decode(&m.encode()).unwrap().message, m);
+        let crash: [u8; 69] = [
+            0x64, 0x36, 0x3a, 0x61, 0x64, 0x64, 0x65, 0x64, 0x36, 0x35, 0x36, 0x3a, 0x64, 0x64,
+            0x31, 0x3a, 0x64, 0x72, 0x6f, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x24, 0x00,
+            0x31, 0x38, 0x3a, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x00, 0x3a, 0x7a, 0xf5, 0x6f, 0x3a, 0x65,
+        ];
+        let m = PexMessage::decode(&crash).unwrap().message;
+        assert_eq!(PexMessage::decode(&m.encode()).unwrap().message, m);
     }
 
     #[test]
