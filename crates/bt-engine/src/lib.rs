@@ -8,6 +8,7 @@
 //! into piece buffers → complete pieces are hashed and written on the
 //! blocking pool → HAVEs go out and waiters (CLI, streams) are woken.
 
+mod candidates;
 pub mod choker;
 pub mod config;
 mod error;

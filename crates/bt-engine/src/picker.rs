@@ -27,6 +27,7 @@
 //! estimated delivery time) may be asked of a second
 //! peer. Time-critical pieces may start beyond the cap on pieces in progress.
 
+use crate::candidates::{Candidates, Slot};
 use bt_proto::Bitfield;
 use bt_proto::wire::{BLOCK_SIZE, BlockRequest};
 use std::collections::{BTreeSet, HashMap};
@@ -167,7 +168,9 @@ pub struct Picker {
     priority: Vec<u8>,
     availability: Vec<u16>,
     seeds: u32,
-    candidates: BTreeSet<(u8, u32, u32, u32)>,
+    candidates: Candidates,
+    /// Spreads the starting point of piece searches (see `next_start`).
+    picks: std::cell::Cell<u32>,
     partials: HashMap<u32, Partial>,
     /// Pieces whose blocks are all in, waiting for their hash check.
     verifying: BTreeSet<u32>,
@@ -189,7 +192,8 @@ impl Picker {
             priority: vec![PRIORITY_NORMAL; num_pieces as usize],
             availability: vec![0; num_pieces as usize],
             seeds: 0,
-            candidates: BTreeSet::new(),
+            candidates: Candidates::new(num_pieces),
+            picks: std::cell::Cell::new(0),
             partials: HashMap::new(),
             verifying: BTreeSet::new(),
             max_partials: usize::MAX,
@@ -199,7 +203,7 @@ impl Picker {
             deadlines: BTreeSet::new(),
         };
         for i in 0..num_pieces {
-            p.candidates.insert(p.key(i));
+            p.candidates.insert(i, p.slot(i));
         }
         p
     }
@@ -274,18 +278,24 @@ impl Picker {
         (z ^ (z >> 31)) as u32
     }
 
-    /// Candidate order: deadline pieces first (earliest deadline), then by
-    /// priority, availability and tie-break.
-    fn key(&self, piece: u32) -> (u8, u32, u32, u32) {
+    /// Where a candidate is filed: by deadline, else by priority class and
+    /// availability (rarest first within a class).
+    fn slot(&self, piece: u32) -> Slot {
         match self.deadline_of.get(&piece) {
-            Some(&d) => (0, d, 0, piece),
-            None => (
-                1 + PRIORITY_MAX - self.priority[piece as usize],
-                u32::from(self.availability[piece as usize]),
-                self.tiebreak(piece),
-                piece,
-            ),
+            Some(&d) => Slot::Deadline(d),
+            None => Slot::Normal {
+                class: 1 + PRIORITY_MAX - self.priority[piece as usize],
+                availability: u32::from(self.availability[piece as usize]),
+            },
         }
+    }
+
+    /// A different pseudo-random starting point for every search, so peers
+    /// do not all start the same piece.
+    fn next_start(&self) -> u32 {
+        let n = self.picks.get().wrapping_add(1);
+        self.picks.set(n);
+        self.tiebreak(n)
     }
 
     fn wanted(&self, piece: u32) -> bool {
@@ -314,7 +324,7 @@ impl Picker {
         }
         let cand = self.is_candidate(piece);
         if cand {
-            self.candidates.remove(&self.key(piece));
+            self.candidates.remove(piece, self.slot(piece));
         }
         if let Some(old) = self.deadline_of.insert(piece, deadline_ms) {
             self.deadlines.remove(&(old, piece));
@@ -323,7 +333,7 @@ impl Picker {
         }
         self.deadlines.insert((deadline_ms, piece));
         if self.is_candidate(piece) {
-            self.candidates.insert(self.key(piece));
+            self.candidates.insert(piece, self.slot(piece));
         }
     }
 
@@ -335,7 +345,7 @@ impl Picker {
         };
         let cand = self.is_candidate(piece);
         if cand {
-            self.candidates.remove(&self.key(piece));
+            self.candidates.remove(piece, self.slot(piece));
         }
         self.deadline_of.remove(&piece);
         self.deadlines.remove(&(d, piece));
@@ -343,7 +353,7 @@ impl Picker {
             self.wanted_missing -= 1;
         }
         if self.is_candidate(piece) {
-            self.candidates.insert(self.key(piece));
+            self.candidates.insert(piece, self.slot(piece));
         }
     }
 
@@ -366,7 +376,7 @@ impl Picker {
             return;
         }
         if self.is_candidate(piece) {
-            self.candidates.remove(&self.key(piece));
+            self.candidates.remove(piece, self.slot(piece));
         }
         self.partials.remove(&piece);
         self.verifying.remove(&piece);
@@ -391,7 +401,7 @@ impl Picker {
         }
         let was = self.is_candidate(piece);
         if was {
-            self.candidates.remove(&self.key(piece));
+            self.candidates.remove(piece, self.slot(piece));
         }
         if !self.have.get(piece) && !self.deadline_of.contains_key(&piece) {
             match (old == PRIORITY_SKIP, prio == PRIORITY_SKIP) {
@@ -402,14 +412,14 @@ impl Picker {
         }
         self.priority[piece as usize] = prio;
         if self.is_candidate(piece) {
-            self.candidates.insert(self.key(piece));
+            self.candidates.insert(piece, self.slot(piece));
         }
     }
 
     fn adjust_availability(&mut self, piece: u32, up: bool) {
         let cand = self.is_candidate(piece);
         if cand {
-            self.candidates.remove(&self.key(piece));
+            self.candidates.remove(piece, self.slot(piece));
         }
         let a = &mut self.availability[piece as usize];
         *a = if up {
@@ -418,7 +428,7 @@ impl Picker {
             a.saturating_sub(1)
         };
         if cand {
-            self.candidates.insert(self.key(piece));
+            self.candidates.insert(piece, self.slot(piece));
         }
     }
 
@@ -511,7 +521,7 @@ impl Picker {
                 if self.partials.len() >= self.max_partials.saturating_add(CRITICAL_PARTIALS) {
                     continue;
                 }
-                self.candidates.remove(&self.key(piece));
+                self.candidates.remove(piece, self.slot(piece));
                 self.start_piece(piece);
             }
             let taken = self.take_free_blocks(piece, peer, budget, opts.now_ms, opts.eta_ms, out);
@@ -552,17 +562,15 @@ impl Picker {
             self.take_free_blocks(piece, peer, room(out), opts.now_ms, opts.eta_ms, out);
         }
         while room(out) > 0 && self.partials.len() < self.max_partials {
-            // Deadline candidates sort first (class 0), earliest first.
             let next = self
                 .candidates
-                .iter()
-                .take_while(|k| k.0 == 0)
-                .find(|k| k.1 >= critical_until && usable(k.3))
-                .map(|k| k.3);
+                .by_deadline()
+                .find(|&(d, p)| d >= critical_until && usable(p))
+                .map(|(_, p)| p);
             let Some(piece) = next else {
                 break;
             };
-            self.candidates.remove(&self.key(piece));
+            self.candidates.remove(piece, self.slot(piece));
             self.start_piece(piece);
             self.take_free_blocks(piece, peer, room(out), opts.now_ms, opts.eta_ms, out);
         }
@@ -578,20 +586,19 @@ impl Picker {
             if limit == 0 {
                 break;
             }
-            let deadlines = &self.deadline_of;
-            let Some(piece) =
-                self.choose_new_piece(&|p: u32| usable(p) && !deadlines.contains_key(&p))
-            else {
+            let Some(piece) = self.choose_new_piece(pieces, allowed) else {
                 break;
             };
-            self.candidates.remove(&self.key(piece));
+            self.candidates.remove(piece, self.slot(piece));
             self.start_piece(piece);
             bulk += self.take_free_blocks(piece, peer, limit, opts.now_ms, opts.eta_ms, out);
         }
 
         // 4. Endgame: only once no piece is left to start. Time-critical
         // pieces get their duplicates from the staleness rule instead.
-        if out.len() == start && self.candidates_for(&usable) == 0 {
+        let startable = self.candidates.by_deadline().any(|(_, p)| usable(p))
+            || self.candidates.best(pieces, allowed, 0).is_some();
+        if out.len() == start && !startable {
             let deadline_of = &self.deadline_of;
             let endgame_usable =
                 |p: u32| usable(p) && deadline_of.get(&p).is_none_or(|&d| d >= critical_until);
@@ -660,38 +667,15 @@ impl Picker {
         }
     }
 
-    fn candidates_for(&self, usable: &impl Fn(u32) -> bool) -> usize {
-        self.candidates
-            .iter()
-            .filter(|k| usable(k.3))
-            .take(1)
-            .count()
-    }
-
-    fn choose_new_piece(&self, usable: &impl Fn(u32) -> bool) -> Option<u32> {
-        if self.have.count_ones() < RANDOM_FIRST_PIECES && !self.candidates.is_empty() {
-            // Random among the top-priority class: start at a random point of
-            // the tie-break order, wrap around.
-            let top = self.candidates.first()?.0;
-            if top == 0 {
-                // Deadline pieces are never picked at random.
-                return self.candidates.iter().find(|k| usable(k.3)).map(|k| k.3);
-            }
-            let pivot = (top, 0, (self.seed >> 32) as u32 ^ self.have.count_ones(), 0);
-            let after = self.candidates.range(pivot..).take_while(|k| k.0 == top);
-            let before = self.candidates.iter().take_while(|k| k.0 == top);
-            let mut pick = None;
-            for k in after.chain(before) {
-                if usable(k.3) {
-                    pick = Some(k.3);
-                    break;
-                }
-            }
-            if pick.is_some() {
-                return pick;
-            }
+    /// A new piece without a deadline for a peer: random among those it
+    /// has for the first few pieces (so we soon have something to trade),
+    /// then rarest first.
+    fn choose_new_piece(&self, pieces: PeerPieces<'_>, allowed: Option<&[u32]>) -> Option<u32> {
+        let start = self.next_start();
+        if self.have.count_ones() < RANDOM_FIRST_PIECES {
+            return self.candidates.nearest(pieces, allowed, start);
         }
-        self.candidates.iter().find(|k| usable(k.3)).map(|k| k.3)
+        self.candidates.best(pieces, allowed, start)
     }
 
     /// The caller has removed `piece` from the candidates.
@@ -903,7 +887,7 @@ impl Picker {
         if self.partials.remove(&piece).is_some() {
             self.verifying.remove(&piece);
             if self.is_candidate(piece) {
-                self.candidates.insert(self.key(piece));
+                self.candidates.insert(piece, self.slot(piece));
             }
         }
     }
@@ -1222,7 +1206,7 @@ mod tests {
                         // Deadline pieces are requested before any others.
                         let first_bulk = out.iter().position(|r| p.deadline(r.index).is_none()).unwrap_or(out.len());
                         let deadline_after_bulk = out[first_bulk..].iter().any(|r| p.deadline(r.index).is_some());
-                        let fresh_deadline_left = p.candidates.first().is_some_and(|k| k.0 == 0);
+                        let fresh_deadline_left = p.candidates.by_deadline().next().is_some();
                         prop_assert!(!deadline_after_bulk || !fresh_deadline_left);
                         for r in out {
                             prop_assert!(!p.has_piece(r.index));
@@ -1255,7 +1239,7 @@ mod tests {
                     prop_assert_eq!(free, part.free);
                     prop_assert_eq!(recv, part.received);
                     prop_assert!(!p.have.get(*piece));
-                    prop_assert!(!p.candidates.contains(&p.key(*piece)));
+                    prop_assert!(!p.candidates.contains(*piece, p.slot(*piece)));
                 }
             }
         }
