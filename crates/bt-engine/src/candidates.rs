@@ -85,6 +85,7 @@ impl Candidates {
         removed
     }
 
+    #[cfg(test)]
     pub fn contains(&self, piece: u32, slot: Slot) -> bool {
         match slot {
             Slot::Deadline(d) => self.deadline.contains(&(d, piece)),
