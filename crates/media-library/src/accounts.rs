@@ -51,6 +51,50 @@ impl Db {
         .await)?)
     }
 
+    pub async fn user(&self, id: i64) -> Result<Option<User>, LibraryError> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT id, name, password_hash, is_admin, created_at FROM users WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(p)
+        .await)?)
+    }
+
+    /// Every account, by name.
+    pub async fn users(&self) -> Result<Vec<User>, LibraryError> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT id, name, password_hash, is_admin, created_at FROM users ORDER BY name"
+        )
+        .fetch_all(p)
+        .await)?)
+    }
+
+    pub async fn count_users(&self) -> Result<i64, LibraryError> {
+        Ok(on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(p)
+            .await)?)
+    }
+
+    /// Deletes an account; its sessions, tokens and watch progress go with it.
+    pub async fn delete_user(&self, id: i64) -> Result<bool, LibraryError> {
+        let n = on_pool!(self, p => sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+
+    pub async fn set_password_hash(&self, id: i64, password_hash: &str) -> Result<(), LibraryError> {
+        on_pool!(self, p => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
     /// Records where `user_id` is in `file_id` (one row per pair).
     pub async fn set_progress(
         &self,

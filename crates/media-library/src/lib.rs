@@ -12,7 +12,7 @@
 //! - [`search`]: list and search (title prefix, accent- and
 //!   case-insensitive; year; codec). FTS5 on SQLite, tsvector on Postgres.
 //! - [`accounts`], [`torrents`]: users, watch progress, torrents,
-//!   subtitles.
+//!   subtitles; [`auth`]: login sessions and API tokens (digests only).
 //!
 //! Invariants:
 //! - A scan never changes or deletes a media file, and never deletes a
@@ -23,6 +23,7 @@
 //!   threads.
 
 pub mod accounts;
+pub mod auth;
 pub mod db;
 pub mod error;
 pub mod matching;

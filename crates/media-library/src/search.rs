@@ -221,6 +221,18 @@ pub struct FileRecord {
 }
 
 impl Db {
+    /// One row of the files table.
+    pub async fn file(&self, id: i64) -> Result<Option<FileRecord>, LibraryError> {
+        Ok(on_pool!(self, p => sqlx::query_as(
+            "SELECT id, path, size, present, kind, title, year, season, episode, resolution, \
+             source, release_group, edition, language, container, video_codec, audio_codec, \
+             audio_codecs, width, height, duration, probe_error, movie_id FROM files WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(p)
+        .await)?)
+    }
+
     /// Every row of the files table, by path.
     pub async fn files(&self) -> Result<Vec<FileRecord>, LibraryError> {
         Ok(on_pool!(self, p => sqlx::query_as(

@@ -31,6 +31,8 @@ const TABLES: &[&str] = &[
     "watch_progress",
     "subtitles",
     "probe_cache",
+    "sessions",
+    "api_tokens",
 ];
 
 async fn count(db: &Db, table: &str) -> i64 {
@@ -56,7 +58,7 @@ async fn migrations_from_an_empty_database(fx: &Fixture) {
     let db = Db::connect(&fx.db_target()).await.unwrap();
     assert_eq!(db.schema_version().await.unwrap(), None);
     db.migrate().await.unwrap();
-    assert_eq!(db.schema_version().await.unwrap(), Some(3));
+    assert_eq!(db.schema_version().await.unwrap(), Some(4));
     for t in TABLES {
         assert_eq!(count(&db, t).await, 0, "{t}");
     }
@@ -91,7 +93,7 @@ INSERT INTO files (id, path, size, mtime_ns, present, kind, title, year, search_
 ";
 
 async fn migrations_from_each_earlier_schema(fx: &Fixture) {
-    for from in 1..=2 {
+    for from in 1..=3 {
         // A fresh database per starting version.
         let fx = if fx.is_postgres() {
             Fixture::postgres().await.unwrap()
@@ -106,7 +108,7 @@ async fn migrations_from_each_earlier_schema(fx: &Fixture) {
             exec(&db, SEED_V2).await;
         }
         db.migrate().await.unwrap();
-        assert_eq!(db.schema_version().await.unwrap(), Some(3), "from v{from}");
+        assert_eq!(db.schema_version().await.unwrap(), Some(4), "from v{from}");
         // Nothing lost…
         let files = db.files().await.unwrap();
         assert_eq!(files.len(), if from >= 2 { 3 } else { 2 }, "from v{from}");

@@ -1,7 +1,9 @@
 //! The `riptide` command: the server and its command-line tools.
 
 mod commands;
+mod config;
 mod progress;
+mod server;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +22,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the media server: engine, library, web UI and API
+    /// (http://127.0.0.1:8080 by default).
+    Serve(commands::serve::Args),
+    /// Add a magnet link or .torrent file to a running server.
+    Add(commands::client::AddArgs),
+    /// List the torrents of a running server.
+    Ls(commands::client::LsArgs),
+    /// Pause a torrent on a running server.
+    Pause(commands::client::IdArgs),
+    /// Resume a torrent on a running server.
+    Resume(commands::client::IdArgs),
+    /// Remove a torrent from a running server (admins).
+    Rm(commands::client::RmArgs),
     /// Download a torrent (a .torrent file or a magnet link) into a folder.
     Download(commands::download::Args),
     /// Print what a .torrent file contains.
@@ -44,6 +59,12 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Add(args) => commands::client::add(args),
+        Command::Ls(args) => commands::client::ls(args),
+        Command::Pause(args) => commands::client::pause(args),
+        Command::Resume(args) => commands::client::resume(args),
+        Command::Rm(args) => commands::client::rm(args),
         Command::Download(args) => commands::download::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Library(args) => commands::library::run(args),
