@@ -317,6 +317,20 @@ fn bad_v2_torrents_are_refused_clearly() {
     .unwrap_err();
     assert_eq!(e, MetainfoV2Error::BadMetaVersion(3));
 
+    // 2^49 bytes in 16 KiB pieces: 2^35 pieces, more than a u32 counts.
+    let mut huge = Value::dict();
+    huge.insert("length", 1i64 << 49);
+    huge.insert("pieces root", vec![1u8; 32]);
+    let mut file = Value::dict();
+    file.insert("", huge);
+    let mut tree = Value::dict();
+    tree.insert("huge.bin", file);
+    let e = Torrent::from_bytes(&edit("libtorrent-v2only.torrent", |r| {
+        info_mut(r).insert("file tree", tree)
+    }))
+    .unwrap_err();
+    assert_eq!(e, MetainfoV2Error::TooManyPieces(1 << 35));
+
     // A file that is also a directory, and a file without a root.
     let tree = |leaf: Value, extra: bool| {
         let mut file = Value::dict();

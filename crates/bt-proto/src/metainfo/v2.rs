@@ -97,6 +97,8 @@ pub enum MetainfoV2Error {
     BadMetaVersion(i64),
     #[error("v2 piece length {0} is not a power of two of at least 16 KiB")]
     BadPieceLength(i64),
+    #[error("torrent has {0} pieces; piece indices must fit in 32 bits")]
+    TooManyPieces(u64),
     #[error("v2 file tree is malformed at {path:?}: {what}")]
     BadFileTree { path: String, what: &'static str },
     #[error("file {path:?} has {len} bytes but no 32-byte `pieces root`")]
@@ -313,6 +315,15 @@ impl InfoV2 {
         }
         if total == 0 {
             return Err(MetainfoError::Empty.into());
+        }
+        // Piece indices are u32 on the wire; 1 PiB in 16 KiB pieces would
+        // need 2^36 of them.
+        let pieces: u64 = files
+            .iter()
+            .map(|f| f.length.div_ceil(piece_length as u64))
+            .sum();
+        if pieces > u64::from(u32::MAX) {
+            return Err(MetainfoV2Error::TooManyPieces(pieces));
         }
         let single_file = files.len() == 1 && files[0].path == [name.clone()];
         Ok(InfoV2 {
