@@ -3,12 +3,13 @@
 //!
 //! A message is a bencoded dictionary, and a `data` message carries the raw
 //! piece right after it. [`MetadataAssembler`] collects the pieces and
-//! accepts the result only if its SHA-1 is the info-hash, so a lying peer
-//! can waste our time but never hand us a different torrent.
+//! accepts the result only if its SHA-1 is the info-hash (or, for a v2-only
+//! torrent, its SHA-256 is the v2 info-hash), so a lying peer can waste our
+//! time but never hand us a different torrent.
 
-use crate::InfoHash;
 use crate::bencode::{self, BencodeError, Limits, Value};
 use crate::metainfo::info_hash_of;
+use crate::{InfoHash, InfoHashV2};
 
 /// Every piece is this big except the last.
 pub const METADATA_PIECE_SIZE: usize = 16384;
@@ -65,6 +66,8 @@ pub enum MetadataError {
     Incomplete { missing: u32 },
     #[error("metadata does not match the info-hash {expected}")]
     HashMismatch { expected: InfoHash },
+    #[error("metadata does not match the v2 info-hash {expected}")]
+    HashMismatchV2 { expected: InfoHashV2 },
 }
 
 impl MetadataMsg {
@@ -220,6 +223,22 @@ impl MetadataAssembler {
         }
         Ok(self.buf)
     }
+
+    /// [`finish`](Self::finish) for a v2-only torrent (a magnet with only
+    /// `btmh`): the metadata must hash to `expected` with SHA-256. Build
+    /// the assembler with `expected.truncated()`, the swarm's 20-byte id.
+    /// A hybrid torrent can use either check; its v1 one is cheaper.
+    pub fn finish_v2(self, expected: InfoHashV2) -> Result<Vec<u8>, MetadataError> {
+        if self.missing > 0 {
+            return Err(MetadataError::Incomplete {
+                missing: self.missing,
+            });
+        }
+        if crate::metainfo::info_hash_v2_of(&self.buf) != expected {
+            return Err(MetadataError::HashMismatchV2 { expected });
+        }
+        Ok(self.buf)
+    }
 }
 
 #[cfg(test)]
@@ -315,7 +334,21 @@ mod tests {
         ));
         a.add(1, &info[16384..32768]).unwrap();
         assert!(a.is_complete());
-        assert_eq!(a.finish().unwrap(), info);
+        assert_eq!(a.clone().finish().unwrap(), info);
+
+        // The same bytes as v2 metadata: SHA-256 decides.
+        let v2 = crate::metainfo::info_hash_v2_of(&info);
+        assert_eq!(a.clone().finish_v2(v2).unwrap(), info);
+        let wrong = InfoHashV2([9; 32]);
+        assert_eq!(
+            a.finish_v2(wrong),
+            Err(MetadataError::HashMismatchV2 { expected: wrong })
+        );
+        let partial = MetadataAssembler::new(v2.truncated(), 10).unwrap();
+        assert_eq!(
+            partial.finish_v2(v2),
+            Err(MetadataError::Incomplete { missing: 1 })
+        );
     }
 
     proptest! {
