@@ -169,6 +169,9 @@ pub struct Picker {
     availability: Vec<u16>,
     seeds: u32,
     candidates: Candidates,
+    /// Reused by `pick` for the pieces in progress, and in endgame.
+    scratch: Vec<((u8, u32), u32)>,
+    endgame_scratch: Vec<u32>,
     /// Spreads the starting point of piece searches (see `next_start`).
     picks: std::cell::Cell<u32>,
     partials: HashMap<u32, Partial>,
@@ -194,6 +197,8 @@ impl Picker {
             seeds: 0,
             candidates: Candidates::new(num_pieces),
             picks: std::cell::Cell::new(0),
+            scratch: Vec::new(),
+            endgame_scratch: Vec::new(),
             partials: HashMap::new(),
             verifying: BTreeSet::new(),
             max_partials: usize::MAX,
@@ -546,20 +551,27 @@ impl Picker {
         let is_critical = |p: &u32, deadline_of: &HashMap<u32, u32>| {
             deadline_of.get(p).is_some_and(|&d| d < critical_until)
         };
-        let mut in_progress: Vec<((u8, u32), u32)> = self
-            .partials
-            .iter()
-            .filter(|(p, part)| part.free > 0 && usable(**p) && !is_critical(p, &self.deadline_of))
-            .map(|(p, _)| (self.progress_order(*p), *p))
-            .collect();
+        // A reused list: the receive path must not allocate per block.
+        let mut in_progress = std::mem::take(&mut self.scratch);
+        in_progress.clear();
+        in_progress.extend(
+            self.partials
+                .iter()
+                .filter(|(p, part)| {
+                    part.free > 0 && usable(**p) && !is_critical(p, &self.deadline_of)
+                })
+                .map(|(p, _)| (self.progress_order(*p), *p)),
+        );
         in_progress.sort_unstable();
-        let (with_deadline, bulk_in_progress): (Vec<_>, Vec<_>) =
-            in_progress.into_iter().partition(|(order, _)| order.0 == 0);
-        for (_, piece) in with_deadline {
+        for &(_, piece) in in_progress.iter().filter(|(order, _)| order.0 == 0) {
             if room(out) == 0 {
-                return;
+                break;
             }
             self.take_free_blocks(piece, peer, room(out), opts.now_ms, opts.eta_ms, out);
+        }
+        if room(out) == 0 {
+            self.scratch = in_progress;
+            return;
         }
         while room(out) > 0 && self.partials.len() < self.max_partials {
             let next = self
@@ -574,13 +586,14 @@ impl Picker {
             self.start_piece(piece);
             self.take_free_blocks(piece, peer, room(out), opts.now_ms, opts.eta_ms, out);
         }
-        for (_, piece) in bulk_in_progress {
+        for &(_, piece) in in_progress.iter().filter(|(order, _)| order.0 != 0) {
             let limit = room(out).min(opts.max_bulk - bulk);
             if limit == 0 {
                 break;
             }
             bulk += self.take_free_blocks(piece, peer, limit, opts.now_ms, opts.eta_ms, out);
         }
+        self.scratch = in_progress;
         while room(out) > 0 && self.partials.len() < self.max_partials {
             let limit = room(out).min(opts.max_bulk - bulk);
             if limit == 0 {
@@ -602,13 +615,12 @@ impl Picker {
             let deadline_of = &self.deadline_of;
             let endgame_usable =
                 |p: u32| usable(p) && deadline_of.get(&p).is_none_or(|&d| d >= critical_until);
-            let pieces: Vec<u32> = self
-                .partials
-                .keys()
-                .copied()
-                .filter(|p| endgame_usable(*p))
-                .collect();
+            let mut pieces = std::mem::take(&mut self.endgame_scratch);
+            pieces.clear();
+            pieces.extend(self.partials.keys().copied().filter(|p| endgame_usable(*p)));
+            pieces.sort_unstable();
             self.pick_endgame(peer, &pieces, opts.max, opts.now_ms, out);
+            self.endgame_scratch = pieces;
         }
     }
 
@@ -737,10 +749,8 @@ impl Picker {
         now_ms: u32,
         out: &mut Vec<BlockRequest>,
     ) {
-        let mut pieces = pieces.to_vec();
-        pieces.sort_unstable();
         let start = out.len();
-        for piece in pieces {
+        for &piece in pieces {
             let piece_size = self.piece_size(piece);
             let part = self.partials.get_mut(&piece).expect("partial exists");
             for b in 0..part.blocks.len() as u32 {

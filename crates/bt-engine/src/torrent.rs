@@ -1194,3 +1194,162 @@ fn connect_more(t: &Arc<TorrentShared>, now: Instant) {
         });
     }
 }
+
+/// The receive path allocates per piece at most, never per block: counted
+/// with a global allocator that only counts on the test's own thread.
+#[cfg(test)]
+mod receive_path_allocations {
+    use super::*;
+    use crate::peer::PeerLocal;
+    use bt_proto::metainfo::{TorrentBuilder, piece_hashes};
+    use bt_proto::wire::{Message, Reserved};
+    use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
+    use std::cell::Cell;
+    use std::collections::VecDeque;
+
+    struct Counting;
+
+    thread_local! {
+        static COUNTING: Cell<bool> = const { Cell::new(false) };
+        static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    // SAFETY: forwards to the system allocator; only bumps a counter.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
+            if COUNTING.with(Cell::get) {
+                ALLOCATIONS.with(|a| a.set(a.get() + 1));
+            }
+            // SAFETY: same contract as ours.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
+            // SAFETY: same contract as ours.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: AllocLayout, new_size: usize) -> *mut u8 {
+            if COUNTING.with(Cell::get) {
+                ALLOCATIONS.with(|a| a.set(a.get() + 1));
+            }
+            // SAFETY: same contract as ours.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+
+    #[test]
+    fn no_allocation_per_block() {
+        const PIECE: u32 = 256 * 1024;
+        const PIECES: u32 = 48;
+        let data: Vec<u8> = (0..PIECE * PIECES)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let builder = TorrentBuilder::new("film.bin", PIECE)
+            .file(Vec::new(), data.len() as u64)
+            .pieces(piece_hashes(&data, PIECE));
+        let info_bytes = builder.info_bytes();
+        let ih = builder.info_hash();
+        let dir = tempfile::tempdir().unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let meta = prepare_meta(
+            ih,
+            info_bytes,
+            dir.path().to_path_buf(),
+            None,
+            8 << 20,
+            1,
+            &stop,
+        )
+        .unwrap();
+        let mut st = TorrentState::new(
+            ih,
+            PeerId([1; 20]),
+            Arc::new(SessionConfig::default()),
+            6881,
+            "film.bin".into(),
+            dir.path().to_path_buf(),
+            Vec::new(),
+            None,
+            false,
+            1,
+        );
+        st.install_meta(meta);
+        let addr: SocketAddr = "127.0.0.2:6881".parse().unwrap();
+        let reserved = Reserved::default().with(Reserved::FAST);
+        let (key, _) = st
+            .register_peer(
+                addr,
+                PeerId([2; 20]),
+                reserved,
+                false,
+                Some(Duration::from_millis(1)),
+            )
+            .unwrap();
+        let mut local = PeerLocal {
+            wbuf: Vec::with_capacity(1 << 20),
+            wpos: 0,
+            uploads: VecDeque::new(),
+            completed: Vec::with_capacity(8),
+            last_sent: Instant::now(),
+        };
+        st.on_message(key, Message::HaveAll, &mut local).unwrap();
+        st.on_message(key, Message::Unchoke, &mut local).unwrap();
+        st.completed_log.reserve(PIECES as usize);
+
+        let blocks = Cell::new(0u64);
+        let pieces_done = Cell::new(0u64);
+        let run = |st: &mut TorrentState, local: &mut PeerLocal, count: bool, limit: u32| {
+            COUNTING.with(|c| c.set(count));
+            while pieces_done.get() < u64::from(limit) {
+                st.service_peer(key, local).unwrap();
+                local.wbuf.clear();
+                let Some(&(r, _)) = st.peers[&key].outstanding.front() else {
+                    break;
+                };
+                let at = (r.index * PIECE + r.begin) as usize;
+                let block = Message::Piece {
+                    index: r.index,
+                    begin: r.begin,
+                    data: &data[at..at + r.length as usize],
+                };
+                st.on_message(key, block, local).unwrap();
+                blocks.set(blocks.get() + 1);
+                for (piece, buf) in local.completed.drain(..) {
+                    st.piece_checked(
+                        piece,
+                        CheckOutcome {
+                            buf,
+                            result: Checked::Good { block_hashes: None },
+                        },
+                    );
+                    pieces_done.set(pieces_done.get() + 1);
+                }
+            }
+            COUNTING.with(|c| c.set(false));
+        };
+        // Warm up: piece buffers, maps and queues reach their working size.
+        run(&mut st, &mut local, false, 8);
+        let (blocks_before, pieces_before) = (blocks.get(), pieces_done.get());
+        ALLOCATIONS.with(|a| a.set(0));
+
+        run(&mut st, &mut local, true, 40);
+        let allocations = ALLOCATIONS.with(Cell::get);
+        let measured_blocks = blocks.get() - blocks_before;
+        let measured_pieces = pieces_done.get() - pieces_before;
+        eprintln!(
+            "{allocations} allocations over {measured_blocks} blocks, {measured_pieces} pieces"
+        );
+        assert!(
+            measured_blocks >= 400,
+            "too few blocks measured: {measured_blocks}"
+        );
+        // A piece in progress gets its block table (three small arrays);
+        // a block gets nothing.
+        assert!(
+            allocations <= 4 * measured_pieces,
+            "{allocations} allocations for {measured_blocks} blocks ({measured_pieces} pieces): the block path allocates"
+        );
+    }
+}
