@@ -17,6 +17,10 @@ function fmtEta(s) {
   return `${s}s`;
 }
 
+function peersText(peers, seeds) {
+  return `${peers} ${peers === 1 ? 'peer' : 'peers'} (${seeds} ${seeds === 1 ? 'seed' : 'seeds'})`;
+}
+
 function liveDownloads(list) {
   const es = new EventSource(list.dataset.live);
   es.addEventListener('torrents', (ev) => {
@@ -32,7 +36,7 @@ function liveDownloads(list) {
       if (t.total_bytes > 0) li.querySelector('.size').textContent = fmtBytes(t.total_bytes);
       li.querySelector('.down').textContent = `${fmtBytes(t.download_rate)}/s`;
       li.querySelector('.up').textContent = `${fmtBytes(t.upload_rate)}/s`;
-      li.querySelector('.peers').textContent = `${t.peers} (${t.seeds} seeds)`;
+      li.querySelector('.peers').textContent = peersText(t.peers, t.seeds);
       li.querySelector('.eta').textContent = t.state === 'downloading' ? fmtEta(t.eta_secs) : '–';
       const st = li.querySelector('.state');
       st.textContent = t.state;

@@ -70,9 +70,11 @@ impl Db {
     }
 
     pub async fn count_users(&self) -> Result<i64, LibraryError> {
-        Ok(on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM users")
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar("SELECT COUNT(*) FROM users")
             .fetch_one(p)
-            .await)?)
+            .await)?,
+        )
     }
 
     /// Deletes an account; its sessions, tokens and watch progress go with it.
@@ -85,7 +87,11 @@ impl Db {
         Ok(n > 0)
     }
 
-    pub async fn set_password_hash(&self, id: i64, password_hash: &str) -> Result<(), LibraryError> {
+    pub async fn set_password_hash(
+        &self,
+        id: i64,
+        password_hash: &str,
+    ) -> Result<(), LibraryError> {
         on_pool!(self, p => sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
             .bind(id)

@@ -39,7 +39,11 @@ impl Db {
     }
 
     /// The user of an unexpired session.
-    pub async fn session_user(&self, id_hash: &str, now: i64) -> Result<Option<User>, LibraryError> {
+    pub async fn session_user(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> Result<Option<User>, LibraryError> {
         Ok(on_pool!(self, p => sqlx::query_as(
             "SELECT u.id, u.name, u.password_hash, u.is_admin, u.created_at FROM sessions s \
              JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1 AND s.expires_at > $2"
@@ -71,11 +75,13 @@ impl Db {
 
     /// Removes expired sessions; returns how many.
     pub async fn purge_sessions(&self, now: i64) -> Result<u64, LibraryError> {
-        Ok(on_pool!(self, p => sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+        Ok(
+            on_pool!(self, p => sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now)
             .execute(p)
             .await
-            .map(|r| r.rows_affected()))?)
+            .map(|r| r.rows_affected()))?,
+        )
     }
 
     pub async fn create_api_token(

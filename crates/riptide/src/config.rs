@@ -179,7 +179,8 @@ fn read_file(path: &Path, required: bool) -> anyhow::Result<FileConfig> {
             return Ok(FileConfig::default());
         }
         Err(e) => {
-            return Err(e).with_context(|| format!("cannot read the config file {}", path.display()));
+            return Err(e)
+                .with_context(|| format!("cannot read the config file {}", path.display()));
         }
     };
     let text = String::from_utf8(text).map_err(|_| {

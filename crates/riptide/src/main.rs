@@ -35,6 +35,10 @@ enum Command {
     Resume(commands::client::IdArgs),
     /// Remove a torrent from a running server (admins).
     Rm(commands::client::RmArgs),
+    /// Print the server's route table (method, path, access), for tests
+    /// and audits.
+    #[command(hide = true)]
+    Routes,
     /// Download a torrent (a .torrent file or a magnet link) into a folder.
     Download(commands::download::Args),
     /// Print what a .torrent file contains.
@@ -65,6 +69,12 @@ fn main() -> ExitCode {
         Command::Pause(args) => commands::client::pause(args),
         Command::Resume(args) => commands::client::resume(args),
         Command::Rm(args) => commands::client::rm(args),
+        Command::Routes => {
+            for r in server::routes::specs() {
+                println!("{} {} {:?}", r.method, r.path, r.access);
+            }
+            Ok(())
+        }
         Command::Download(args) => commands::download::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Library(args) => commands::library::run(args),

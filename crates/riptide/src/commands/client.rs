@@ -129,15 +129,15 @@ impl Client {
     ) -> anyhow::Result<(u16, String)> {
         let url = format!("{}{path}", self.base);
         self.rt.block_on(async {
-            let mut req = self
-                .http
-                .request(method, &url)
-                .bearer_auth(&self.token);
+            let mut req = self.http.request(method, &url).bearer_auth(&self.token);
             if let Some(b) = body {
                 req = req.json(&b);
             }
             let resp = req.send().await.with_context(|| {
-                format!("cannot reach the server at {} (is `riptide serve` running?)", self.base)
+                format!(
+                    "cannot reach the server at {} (is `riptide serve` running?)",
+                    self.base
+                )
             })?;
             let status = resp.status().as_u16();
             let text = resp.text().await.unwrap_or_default();
@@ -183,7 +183,8 @@ pub fn add(args: AddArgs) -> anyhow::Result<()> {
         serde_json::json!({ "magnet": args.torrent })
     } else {
         let path = PathBuf::from(&args.torrent);
-        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::json!({ "torrent_base64": base64::engine::general_purpose::STANDARD.encode(bytes) })
     };
     let (_, text) = c.call(reqwest::Method::POST, "/api/v1/torrents", Some(body))?;
@@ -204,7 +205,10 @@ pub fn ls(args: LsArgs) -> anyhow::Result<()> {
         println!("no torrents");
         return Ok(());
     }
-    println!("{:<12} {:>6} {:<17} {:>10} {:>11} {:>11} {:>5}  name", "id", "done", "state", "size", "down", "up", "peers");
+    println!(
+        "{:<12} {:>6} {:<17} {:>10} {:>11} {:>11} {:>5}  name",
+        "id", "done", "state", "size", "down", "up", "peers"
+    );
     for t in list {
         println!(
             "{:<12} {:>5.1}% {:<17} {:>10} {:>11} {:>11} {:>5}  {}",
@@ -224,7 +228,11 @@ pub fn ls(args: LsArgs) -> anyhow::Result<()> {
 pub fn pause(args: IdArgs) -> anyhow::Result<()> {
     let c = Client::new(&args.conn)?;
     let ih = c.resolve(&args.id)?;
-    c.call(reqwest::Method::POST, &format!("/api/v1/torrents/{ih}/pause"), None)?;
+    c.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/torrents/{ih}/pause"),
+        None,
+    )?;
     println!("paused {ih}");
     Ok(())
 }
@@ -232,7 +240,11 @@ pub fn pause(args: IdArgs) -> anyhow::Result<()> {
 pub fn resume(args: IdArgs) -> anyhow::Result<()> {
     let c = Client::new(&args.conn)?;
     let ih = c.resolve(&args.id)?;
-    c.call(reqwest::Method::POST, &format!("/api/v1/torrents/{ih}/resume"), None)?;
+    c.call(
+        reqwest::Method::POST,
+        &format!("/api/v1/torrents/{ih}/resume"),
+        None,
+    )?;
     println!("resumed {ih}");
     Ok(())
 }
@@ -245,6 +257,13 @@ pub fn rm(args: RmArgs) -> anyhow::Result<()> {
         &format!("/api/v1/torrents/{ih}?delete_data={}", args.delete_data),
         None,
     )?;
-    println!("removed {ih}{}", if args.delete_data { " and its files" } else { "" });
+    println!(
+        "removed {ih}{}",
+        if args.delete_data {
+            " and its files"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }

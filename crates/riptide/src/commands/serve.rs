@@ -46,7 +46,11 @@ async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     // should not leave an engine and database half started.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {listen} (is another server using it? choose one with --listen)"))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {listen} (is another server using it? choose one with --listen)"
+            )
+        })?;
     let app = App::open(cfg).await?;
     let router = server::router(app.clone());
     let shutdown = CancellationToken::new();

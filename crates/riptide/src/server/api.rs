@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use super::AppState;
 use super::auth::{self, CurrentUser};
 use super::downloads::{ActionError, AddError, NewTorrent, TorrentView};
 use super::error::{ApiError, ErrorBody, Json, Path, Query};
 use super::media::{self, PlaybackPlan};
-use super::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -48,9 +48,14 @@ struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme,
+        };
         let c = openapi.components.get_or_insert_with(Default::default);
-        c.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
         c.add_security_scheme(
             "cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(auth::SESSION_COOKIE))),
@@ -208,10 +213,14 @@ pub async fn add_torrent(
         (None, Some(b)) => NewTorrent::File(
             base64::engine::general_purpose::STANDARD
                 .decode(b.trim())
-                .map_err(|e| ApiError::bad_request(format!("torrent_base64 is not valid base64: {e}")))?,
+                .map_err(|e| {
+                    ApiError::bad_request(format!("torrent_base64 is not valid base64: {e}"))
+                })?,
         ),
         (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request("give either `magnet` or `torrent_base64`, not both"));
+            return Err(ApiError::bad_request(
+                "give either `magnet` or `torrent_base64`, not both",
+            ));
         }
         (None, None) => return Err(ApiError::bad_request("give `magnet` or `torrent_base64`")),
     };
@@ -269,7 +278,11 @@ pub async fn pause_torrent(
     State(app): State<AppState>,
     Path(info_hash): Path<String>,
 ) -> Result<Json<TorrentView>, ApiError> {
-    app.downloads.pause(&info_hash).await.map(Json).map_err(action_error)
+    app.downloads
+        .pause(&info_hash)
+        .await
+        .map(Json)
+        .map_err(action_error)
 }
 
 /// Resumes a torrent.
@@ -280,7 +293,11 @@ pub async fn resume_torrent(
     State(app): State<AppState>,
     Path(info_hash): Path<String>,
 ) -> Result<Json<TorrentView>, ApiError> {
-    app.downloads.resume(&info_hash).await.map(Json).map_err(action_error)
+    app.downloads
+        .resume(&info_hash)
+        .await
+        .map(Json)
+        .map_err(action_error)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -300,10 +317,9 @@ pub async fn torrent_peers(
     State(app): State<AppState>,
     Path(info_hash): Path<String>,
 ) -> Result<Json<Vec<PeerView>>, ApiError> {
-    let h = app
-        .downloads
-        .torrent(&info_hash)
-        .ok_or_else(|| ApiError::not_found(format!("no running torrent with info-hash {info_hash}")))?;
+    let h = app.downloads.torrent(&info_hash).ok_or_else(|| {
+        ApiError::not_found(format!("no running torrent with info-hash {info_hash}"))
+    })?;
     Ok(Json(
         h.peers()
             .into_iter()
@@ -352,7 +368,9 @@ fn is_derived(path: &str) -> bool {
 pub async fn films(app: &AppState, p: &LibraryParams) -> Result<Vec<FilmView>, ApiError> {
     let q = p.q.as_deref().unwrap_or("").trim();
     if q.len() > 200 {
-        return Err(ApiError::bad_request("the search is longer than 200 characters; shorten it"));
+        return Err(ApiError::bad_request(
+            "the search is longer than 200 characters; shorten it",
+        ));
     }
     let entries = if q.is_empty() && p.year.is_none() && p.codec.is_none() {
         app.db.list().await?
@@ -369,7 +387,11 @@ pub async fn films(app: &AppState, p: &LibraryParams) -> Result<Vec<FilmView>, A
     let mut out = Vec::new();
     for e in entries.into_iter().filter(|e| !is_derived(&e.file_path)) {
         let poster = match e.tmdb_id {
-            Some(t) if tokio::fs::try_exists(posters.join(format!("{t}.jpg"))).await.unwrap_or(false) => {
+            Some(t)
+                if tokio::fs::try_exists(posters.join(format!("{t}.jpg")))
+                    .await
+                    .unwrap_or(false) =>
+            {
                 Some(format!("/posters/{t}.jpg"))
             }
             _ => None,
@@ -422,26 +444,27 @@ pub struct FilmDetails {
     pub poster: Option<String>,
 }
 
-pub async fn film_details(app: &AppState, user: &CurrentUser, id: i64) -> Result<FilmDetails, ApiError> {
+pub async fn film_details(
+    app: &AppState,
+    user: &CurrentUser,
+    id: i64,
+) -> Result<FilmDetails, ApiError> {
     let f = app
         .db
         .file(id)
         .await?
         .filter(|f| f.present && f.probe_error.is_none())
         .ok_or_else(|| ApiError::not_found(format!("no film with id {id} in the library")))?;
-    let entry = app
-        .db
-        .list()
-        .await?
-        .into_iter()
-        .find(|e| e.id == id);
+    let entry = app.db.list().await?.into_iter().find(|e| e.id == id);
     let progress = app.db.progress(user.id, id).await?;
     let tmdb_id = entry.as_ref().and_then(|e| e.tmdb_id);
     let poster = match tmdb_id {
         Some(t)
-            if tokio::fs::try_exists(app.library.config().posters_dir().join(format!("{t}.jpg")))
-                .await
-                .unwrap_or(false) =>
+            if tokio::fs::try_exists(
+                app.library.config().posters_dir().join(format!("{t}.jpg")),
+            )
+            .await
+            .unwrap_or(false) =>
         {
             Some(format!("/posters/{t}.jpg"))
         }
@@ -504,7 +527,9 @@ pub async fn playback(
     Query(p): Query<PlaybackParams>,
     headers: HeaderMap,
 ) -> Result<Json<PlaybackPlan>, ApiError> {
-    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
     media::plan(&app, parse_id(&id)?, ua, p.profile.as_deref())
         .await
         .map(Json)
@@ -532,7 +557,9 @@ pub async fn set_progress(
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     if !body.position_secs.is_finite() || body.position_secs < 0.0 || body.position_secs > 1e7 {
-        return Err(ApiError::bad_request("position_secs must be between 0 and 10,000,000"));
+        return Err(ApiError::bad_request(
+            "position_secs must be between 0 and 10,000,000",
+        ));
     }
     if app.db.file(id).await?.is_none() {
         return Err(ApiError::not_found(format!("no film with id {id}")));
@@ -588,10 +615,16 @@ pub async fn list_tokens(
     ))
 }
 
-pub async fn new_token(app: &AppState, user: &CurrentUser, name: &str) -> Result<NewToken, ApiError> {
+pub async fn new_token(
+    app: &AppState,
+    user: &CurrentUser,
+    name: &str,
+) -> Result<NewToken, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("name the token (1–64 characters, no control characters)"));
+        return Err(ApiError::bad_request(
+            "name the token (1–64 characters, no control characters)",
+        ));
     }
     let token = format!("rt_{}", auth::random_hex(32));
     let id = app
@@ -615,7 +648,10 @@ pub async fn create_token(
     Extension(u): Extension<CurrentUser>,
     Json(body): Json<CreateTokenBody>,
 ) -> Result<(StatusCode, Json<NewToken>), ApiError> {
-    Ok((StatusCode::CREATED, Json(new_token(&app, &u, &body.name).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(new_token(&app, &u, &body.name).await?),
+    ))
 }
 
 /// Revokes one of the caller's API tokens.
@@ -627,7 +663,9 @@ pub async fn delete_token(
     Extension(u): Extension<CurrentUser>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = id.parse::<i64>().map_err(|_| ApiError::not_found("no such token"))?;
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| ApiError::not_found("no such token"))?;
     if app.db.delete_api_token(u.id, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -673,16 +711,31 @@ pub async fn list_users(State(app): State<AppState>) -> Result<Json<Vec<UserView
     ))
 }
 
-pub async fn new_user(app: &AppState, name: &str, password: String, is_admin: bool) -> Result<UserView, ApiError> {
+pub async fn new_user(
+    app: &AppState,
+    name: &str,
+    password: String,
+    is_admin: bool,
+) -> Result<UserView, ApiError> {
     let name = name.trim();
     auth::validate_new_account(name, &password, None).map_err(ApiError::bad_request)?;
     if app.db.user_by_name(name).await?.is_some() {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("the user name “{name}” is taken; choose another")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("the user name “{name}” is taken; choose another"),
+        ));
     }
     let hash = auth::hash_password(app, password).await?;
-    let id = app.db.create_user(name, &hash, is_admin).await.map_err(|_| {
-        ApiError::new(StatusCode::CONFLICT, format!("the user name “{name}” is taken; choose another"))
-    })?;
+    let id = app
+        .db
+        .create_user(name, &hash, is_admin)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("the user name “{name}” is taken; choose another"),
+            )
+        })?;
     Ok(UserView {
         id,
         name: name.to_string(),
@@ -708,7 +761,9 @@ pub async fn create_user(
 
 pub async fn remove_user(app: &AppState, me: &CurrentUser, id: i64) -> Result<(), ApiError> {
     if id == me.id {
-        return Err(ApiError::bad_request("you cannot delete your own account; ask another admin"));
+        return Err(ApiError::bad_request(
+            "you cannot delete your own account; ask another admin",
+        ));
     }
     if app.db.delete_user(id).await? {
         Ok(())
@@ -726,7 +781,9 @@ pub async fn delete_user(
     Extension(u): Extension<CurrentUser>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = id.parse::<i64>().map_err(|_| ApiError::not_found("no such user"))?;
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| ApiError::not_found("no such user"))?;
     remove_user(&app, &u, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

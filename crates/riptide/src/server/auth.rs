@@ -14,8 +14,8 @@
 //! past the limit the answer is 429 with Retry-After, even for the right
 //! password, until the window has passed (lockout).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use askama::Template;
 use axum::extract::{Query as RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -60,7 +60,11 @@ pub fn random_hex(bytes: usize) -> String {
 }
 
 pub async fn hash_password(app: &AppState, password: String) -> Result<String, ApiError> {
-    let _permit = app.hash_permits.acquire().await.map_err(ApiError::internal)?;
+    let _permit = app
+        .hash_permits
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
         rand::fill(&mut salt);
@@ -85,7 +89,11 @@ pub async fn verify_password(app: &AppState, password: String, hash: Option<Stri
     let hash = hash.unwrap_or_else(|| app.dummy_hash.clone());
     let ok = tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await
@@ -93,7 +101,11 @@ pub async fn verify_password(app: &AppState, password: String, hash: Option<Stri
     ok && known
 }
 
-pub fn validate_new_account(name: &str, password: &str, confirm: Option<&str>) -> Result<(), String> {
+pub fn validate_new_account(
+    name: &str,
+    password: &str,
+    confirm: Option<&str>,
+) -> Result<(), String> {
     let name = name.trim();
     if name.is_empty() {
         return Err("enter a user name".into());
@@ -109,7 +121,9 @@ pub fn validate_new_account(name: &str, password: &str, confirm: Option<&str>) -
 
 pub fn validate_password(password: &str, confirm: Option<&str>) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD {
-        return Err(format!("choose a password of at least {MIN_PASSWORD} characters"));
+        return Err(format!(
+            "choose a password of at least {MIN_PASSWORD} characters"
+        ));
     }
     if password.len() > MAX_PASSWORD {
         return Err(format!("passwords are at most {MAX_PASSWORD} bytes"));
@@ -141,9 +155,17 @@ fn session_cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
 
 /// Paths answered with HTML; the rest are JSON or media.
 pub fn is_page(path: &str) -> bool {
-    !["/api/", "/stream/", "/media/", "/hls/", "/posters/", "/pretranscode/", "/static/"]
-        .iter()
-        .any(|p| path.starts_with(p))
+    ![
+        "/api/",
+        "/stream/",
+        "/media/",
+        "/hls/",
+        "/posters/",
+        "/pretranscode/",
+        "/static/",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
 }
 
 /// Identifies the user (bearer token, session cookie, or a signed stream
@@ -377,18 +399,29 @@ pub async fn login(
                 wait.as_secs().max(1)
             ),
         );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
         return r;
     }
-    if name.is_empty() || form.password.is_empty() || form.password.len() > MAX_PASSWORD || name.len() > 4 * MAX_NAME {
+    if name.is_empty()
+        || form.password.is_empty()
+        || form.password.len() > MAX_PASSWORD
+        || name.len() > 4 * MAX_NAME
+    {
         return page(StatusCode::BAD_REQUEST, "enter your user name and password");
     }
     let user = match app.db.user_by_name(&name).await {
         Ok(u) => u,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let ok = verify_password(&app, form.password, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let ok = verify_password(
+        &app,
+        form.password,
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await;
     let Some(user) = user.filter(|_| ok) else {
         app.login_ip_limiter.failed(&ip_key);
         app.login_account_limiter.failed(&account_key);
@@ -405,10 +438,18 @@ pub async fn login(
     }
 }
 
-async fn start_session(app: &AppState, user_id: i64, client: Client) -> Result<HeaderValue, ApiError> {
+async fn start_session(
+    app: &AppState,
+    user_id: i64,
+    client: Client,
+) -> Result<HeaderValue, ApiError> {
     let sid = random_hex(32);
     app.db
-        .create_session(&sha256_hex(&sid), user_id, unix_now() + SESSION_DAYS * 86400)
+        .create_session(
+            &sha256_hex(&sid),
+            user_id,
+            unix_now() + SESSION_DAYS * 86400,
+        )
         .await?;
     Ok(session_cookie(
         &sid,
@@ -417,7 +458,11 @@ async fn start_session(app: &AppState, user_id: i64, client: Client) -> Result<H
     ))
 }
 
-pub async fn logout(State(app): State<AppState>, Extension(client): Extension<Client>, headers: HeaderMap) -> Response {
+pub async fn logout(
+    State(app): State<AppState>,
+    Extension(client): Extension<Client>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(sid) = cookie_value(&headers, SESSION_COOKIE) {
         let _ = app.db.delete_session(&sha256_hex(sid)).await;
     }
@@ -453,7 +498,10 @@ async fn setup_refusal(app: &AppState, client: &Client) -> Option<(StatusCode, S
     None
 }
 
-pub async fn setup_page(State(app): State<AppState>, Extension(client): Extension<Client>) -> Response {
+pub async fn setup_page(
+    State(app): State<AppState>,
+    Extension(client): Extension<Client>,
+) -> Response {
     if let Some((status, msg)) = setup_refusal(&app, &client).await {
         if status == StatusCode::NOT_FOUND {
             return Redirect::to("/login").into_response();
@@ -499,7 +547,13 @@ pub async fn setup(
     };
     let name = form.username.trim().to_string();
     if let Err(e) = validate_new_account(&name, &form.password, Some(&form.confirm)) {
-        return render(StatusCode::BAD_REQUEST, SetupPage { error: Some(e), name });
+        return render(
+            StatusCode::BAD_REQUEST,
+            SetupPage {
+                error: Some(e),
+                name,
+            },
+        );
     }
     let hash = match hash_password(&app, form.password).await {
         Ok(h) => h,

@@ -24,7 +24,9 @@
 //! Operations on one torrent are serialised by a per-torrent busy flag: a
 //! remove during an import is refused with "try again", never interleaved.
 
-use bt_engine::{AddTorrent, EngineError, Session, TorrentHandle, TorrentSource, TorrentStats, TorrentStatus};
+use bt_engine::{
+    AddTorrent, EngineError, Session, TorrentHandle, TorrentSource, TorrentStats, TorrentStatus,
+};
 use bt_proto::{InfoHash, Magnet, Metainfo};
 use media_library::Library;
 use media_library::torrents::TorrentRecord;
@@ -56,14 +58,21 @@ pub enum AddError {
     Magnet(String),
     #[error("the file is not a valid .torrent: {0}")]
     Torrent(String),
-    #[error("the .torrent is {0} bytes; torrent files are never that large — is it the right file?")]
+    #[error(
+        "the .torrent is {0} bytes; torrent files are never that large — is it the right file?"
+    )]
     TooLarge(usize),
     #[error("“{0}” is already in the list of downloads")]
     Duplicate(String),
     #[error("cannot add the torrent: {0}")]
     Engine(String),
-    #[error("cannot save the torrent under {path}: {error}; check the disk and permissions of the data folder")]
-    Io { path: PathBuf, error: std::io::Error },
+    #[error(
+        "cannot save the torrent under {path}: {error}; check the disk and permissions of the data folder"
+    )]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +136,9 @@ fn hex_of(ih: &InfoHash) -> String {
 }
 
 pub fn parse_info_hash(s: &str) -> Option<InfoHash> {
-    (s.len() == 40).then(|| InfoHash::from_hex_or_base32(s).ok()).flatten()
+    (s.len() == 40)
+        .then(|| InfoHash::from_hex_or_base32(s).ok())
+        .flatten()
 }
 
 impl Downloads {
@@ -170,7 +181,10 @@ impl Downloads {
     }
 
     /// Parses what the user gave; nothing is stored yet.
-    pub fn parse(input: NewTorrent, max_file: usize) -> Result<(TorrentSource, InfoHash, String, SavedSource), AddError> {
+    pub fn parse(
+        input: NewTorrent,
+        max_file: usize,
+    ) -> Result<(TorrentSource, InfoHash, String, SavedSource), AddError> {
         match input {
             NewTorrent::Magnet(text) => {
                 let text = text.trim();
@@ -186,7 +200,12 @@ impl Downloads {
                     .clone()
                     .unwrap_or_else(|| m.info_hash.to_hex());
                 let ih = m.info_hash;
-                Ok((TorrentSource::Magnet(m), ih, name, SavedSource::Magnet(text.to_string())))
+                Ok((
+                    TorrentSource::Magnet(m),
+                    ih,
+                    name,
+                    SavedSource::Magnet(text.to_string()),
+                ))
             }
             NewTorrent::File(bytes) => {
                 if bytes.is_empty() {
@@ -195,18 +214,29 @@ impl Downloads {
                 if bytes.len() > max_file {
                     return Err(AddError::TooLarge(bytes.len()));
                 }
-                let m = Metainfo::from_bytes(&bytes).map_err(|e| AddError::Torrent(e.to_string()))?;
+                let m =
+                    Metainfo::from_bytes(&bytes).map_err(|e| AddError::Torrent(e.to_string()))?;
                 piece_store::Layout::from_info(&m.info)
                     .map_err(|e| AddError::Torrent(e.to_string()))?;
                 let ih = m.info_hash;
                 let name = m.info.name_lossy();
-                Ok((TorrentSource::Metainfo(Box::new(m)), ih, name, SavedSource::Torrent(bytes)))
+                Ok((
+                    TorrentSource::Metainfo(Box::new(m)),
+                    ih,
+                    name,
+                    SavedSource::Torrent(bytes),
+                ))
             }
         }
     }
 
     /// Adds a torrent: remembers its source, records it, starts it.
-    pub async fn add(self: &Arc<Self>, input: NewTorrent, max_file: usize, paused: bool) -> Result<TorrentView, AddError> {
+    pub async fn add(
+        self: &Arc<Self>,
+        input: NewTorrent,
+        max_file: usize,
+        paused: bool,
+    ) -> Result<TorrentView, AddError> {
         let (source, ih, name, saved) = Self::parse(input, max_file)?;
         if self.session.torrent(&ih).is_some() || self.records.lock().contains_key(&ih) {
             return Err(AddError::Duplicate(name));
@@ -216,7 +246,10 @@ impl Downloads {
         {
             let (dir, src_path, saved) = (dir.clone(), src_path.clone(), saved.clone());
             tokio::task::spawn_blocking(move || -> Result<(), AddError> {
-                std::fs::create_dir_all(&dir).map_err(|error| AddError::Io { path: dir.clone(), error })?;
+                std::fs::create_dir_all(&dir).map_err(|error| AddError::Io {
+                    path: dir.clone(),
+                    error,
+                })?;
                 write_synced(&src_path, saved.bytes()).map_err(|error| AddError::Io {
                     path: src_path.clone(),
                     error,
@@ -360,7 +393,15 @@ impl Downloads {
         }
         let target = {
             let mut inner = self.inner.lock();
-            let n = inner.manifest.layout.library.iter().max().copied().unwrap_or(0) + 1;
+            let n = inner
+                .manifest
+                .layout
+                .library
+                .iter()
+                .max()
+                .copied()
+                .unwrap_or(0)
+                + 1;
             inner.manifest.layout.library.insert(n);
             StorageManifest::library_dir(&self.media_root, n)
         };
@@ -397,7 +438,13 @@ impl Downloads {
 
     /// Moves the files to `target`, re-adds the torrent there, cleans up,
     /// scans. Safe to run again after a crash at any point.
-    async fn finish_import(self: &Arc<Self>, ih: InfoHash, source: TorrentSource, target: PathBuf, claimed: bool) {
+    async fn finish_import(
+        self: &Arc<Self>,
+        ih: InfoHash,
+        source: TorrentSource,
+        target: PathBuf,
+        claimed: bool,
+    ) {
         if !claimed && !self.inner.lock().busy.insert(ih) {
             return;
         }
@@ -407,8 +454,13 @@ impl Downloads {
             tokio::task::spawn_blocking(move || import_tree(&from, &target)).await
         };
         match result {
-            Ok(Ok(n)) => tracing::info!(files = n, to = %target.display(), "imported into the library"),
-            Ok(Err(e)) => tracing::error!("import into {} failed: {e}; the download stays where it is", target.display()),
+            Ok(Ok(n)) => {
+                tracing::info!(files = n, to = %target.display(), "imported into the library")
+            }
+            Ok(Err(e)) => tracing::error!(
+                "import into {} failed: {e}; the download stays where it is",
+                target.display()
+            ),
             Err(e) => tracing::error!("import task failed: {e}"),
         }
         let added = self
@@ -451,7 +503,11 @@ impl Downloads {
         self.inner.lock().busy.remove(&ih);
         match self.library.scan(&target).await {
             Ok(report) => {
-                tracing::info!(added = report.added, broken = report.broken.len(), "library scan of the import");
+                tracing::info!(
+                    added = report.added,
+                    broken = report.broken.len(),
+                    "library scan of the import"
+                );
                 for b in &report.broken {
                     tracing::warn!(path = %b.path, "not playable: {}", b.reason);
                 }
@@ -476,7 +532,11 @@ impl Downloads {
         }
     }
 
-    fn update_record(&self, ih: &InfoHash, f: impl FnOnce(&mut TorrentRecord)) -> Option<TorrentRecord> {
+    fn update_record(
+        &self,
+        ih: &InfoHash,
+        f: impl FnOnce(&mut TorrentRecord),
+    ) -> Option<TorrentRecord> {
         let mut recs = self.records.lock();
         let r = recs.get_mut(ih)?;
         f(r);
@@ -484,7 +544,8 @@ impl Downloads {
     }
 
     fn handle(&self, info_hash: &str) -> Result<(InfoHash, Option<TorrentHandle>), ActionError> {
-        let ih = parse_info_hash(info_hash).ok_or_else(|| ActionError::NotFound(info_hash.to_string()))?;
+        let ih = parse_info_hash(info_hash)
+            .ok_or_else(|| ActionError::NotFound(info_hash.to_string()))?;
         let h = self.session.torrent(&ih);
         if h.is_none() && !self.records.lock().contains_key(&ih) {
             return Err(ActionError::NotFound(info_hash.to_string()));
@@ -494,7 +555,12 @@ impl Downloads {
 
     fn check_idle(&self, ih: &InfoHash) -> Result<(), ActionError> {
         if self.inner.lock().busy.contains(ih) {
-            let name = self.records.lock().get(ih).map(|r| r.name.clone()).unwrap_or_default();
+            let name = self
+                .records
+                .lock()
+                .get(ih)
+                .map(|r| r.name.clone())
+                .unwrap_or_default();
             return Err(ActionError::Busy(name));
         }
         Ok(())
@@ -531,7 +597,12 @@ impl Downloads {
     pub async fn remove(&self, info_hash: &str, delete_data: bool) -> Result<(), ActionError> {
         let (ih, h) = self.handle(info_hash)?;
         if !self.inner.lock().busy.insert(ih) {
-            let name = self.records.lock().get(&ih).map(|r| r.name.clone()).unwrap_or_default();
+            let name = self
+                .records
+                .lock()
+                .get(&ih)
+                .map(|r| r.name.clone())
+                .unwrap_or_default();
             return Err(ActionError::Busy(name));
         }
         let rec = self.records.lock().get(&ih).cloned();
@@ -590,22 +661,40 @@ impl Downloads {
         let ih = h.info_hash();
         let rec = self.records.lock().get(&ih).cloned();
         let busy = self.inner.lock().busy.contains(&ih);
-        view_of(&s, rec.as_ref(), busy, self.is_library_path(&s.download_dir))
+        view_of(
+            &s,
+            rec.as_ref(),
+            busy,
+            self.is_library_path(&s.download_dir),
+        )
     }
 
     /// Every torrent: running ones, and those being imported.
     pub fn list(&self) -> Vec<TorrentView> {
-        let mut out: Vec<TorrentView> = self.session.torrents().iter().map(|h| self.view(h)).collect();
+        let mut out: Vec<TorrentView> = self
+            .session
+            .torrents()
+            .iter()
+            .map(|h| self.view(h))
+            .collect();
         let running: HashSet<String> = out.iter().map(|v| v.info_hash.clone()).collect();
         for rec in self.records.lock().values() {
             if !running.contains(&rec.info_hash) {
                 out.push(TorrentView {
                     info_hash: rec.info_hash.clone(),
                     name: rec.name.clone(),
-                    state: if rec.state == "importing" { "importing".into() } else { rec.state.clone() },
+                    state: if rec.state == "importing" {
+                        "importing".into()
+                    } else {
+                        rec.state.clone()
+                    },
                     progress: if rec.completed_at.is_some() { 1.0 } else { 0.0 },
                     total_bytes: rec.total_bytes.max(0) as u64,
-                    verified_bytes: if rec.completed_at.is_some() { rec.total_bytes.max(0) as u64 } else { 0 },
+                    verified_bytes: if rec.completed_at.is_some() {
+                        rec.total_bytes.max(0) as u64
+                    } else {
+                        0
+                    },
                     download_rate: 0,
                     upload_rate: 0,
                     peers: 0,
@@ -637,7 +726,12 @@ impl Downloads {
     }
 }
 
-fn view_of(s: &TorrentStats, rec: Option<&TorrentRecord>, busy: bool, imported: bool) -> TorrentView {
+fn view_of(
+    s: &TorrentStats,
+    rec: Option<&TorrentRecord>,
+    busy: bool,
+    imported: bool,
+) -> TorrentView {
     let state = if busy {
         "importing"
     } else {
@@ -697,7 +791,10 @@ impl SavedSource {
         if let Ok(b) = tokio::fs::read(&t).await {
             return Some(SavedSource::Torrent(b));
         }
-        tokio::fs::read_to_string(&m).await.ok().map(SavedSource::Magnet)
+        tokio::fs::read_to_string(&m)
+            .await
+            .ok()
+            .map(SavedSource::Magnet)
     }
 }
 
@@ -717,10 +814,15 @@ fn import_tree(from: &Path, to: &Path) -> Result<usize, String> {
     let mut stack = vec![from.to_path_buf()];
     if !from.exists() {
         // Moved already by an import that was interrupted after it.
-        return if to.exists() { Ok(0) } else { Err(format!("{} does not exist", from.display())) };
+        return if to.exists() {
+            Ok(0)
+        } else {
+            Err(format!("{} does not exist", from.display()))
+        };
     }
     while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
         for e in entries {
             let e = e.map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
             let p = e.path();
@@ -753,14 +855,14 @@ fn video_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(p);
-            } else if streaming::mime::is_video(&p)
-                && !p.to_string_lossy().contains(".riptide")
-            {
+            } else if streaming::mime::is_video(&p) && !p.to_string_lossy().contains(".riptide") {
                 out.push(p);
             }
         }

@@ -3,8 +3,8 @@
 //! rejections (bad JSON, bad query, bad path) are turned into it too, so a
 //! client never sees a plain-text or empty error.
 
-use axum::extract::{FromRequest, FromRequestParts};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;

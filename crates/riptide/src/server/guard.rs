@@ -88,7 +88,9 @@ pub fn request_host(headers: &HeaderMap) -> Option<String> {
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &host[..=h.len()]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..=h.len()]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
@@ -123,9 +125,12 @@ pub fn same_origin(headers: &HeaderMap) -> Option<bool> {
             .is_some_and(|a| a == host);
         return Some(ok);
     }
-    headers
-        .get(header::REFERER)
-        .map(|r| r.to_str().ok().and_then(url_authority).is_some_and(|a| a == host))
+    headers.get(header::REFERER).map(|r| {
+        r.to_str()
+            .ok()
+            .and_then(url_authority)
+            .is_some_and(|a| a == host)
+    })
 }
 
 pub fn is_unsafe(m: &Method) -> bool {
@@ -162,7 +167,10 @@ impl LoginLimiter {
             let window = self.window;
             t.retain(|_, (_, since)| since.elapsed() < window);
             if t.len() >= TABLE_CAP
-                && let Some(oldest) = t.iter().min_by_key(|(_, (_, s))| *s).map(|(k, _)| k.clone())
+                && let Some(oldest) = t
+                    .iter()
+                    .min_by_key(|(_, (_, s))| *s)
+                    .map(|(k, _)| k.clone())
             {
                 t.remove(&oldest);
             }
@@ -214,7 +222,9 @@ impl RateLimiter {
             *tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(((1.0 - *tokens) / rate).ceil().max(1.0)))
+            Err(Duration::from_secs_f64(
+                ((1.0 - *tokens) / rate).ceil().max(1.0),
+            ))
         }
     }
 }
@@ -241,8 +251,8 @@ pub async fn outer(State(app): State<AppState>, mut req: Request, next: Next) ->
         .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
     let client = client_of(peer, req.headers(), &app.cfg.http.trusted_proxies);
     req.extensions_mut().insert(client);
-    let host_ok = request_host(req.headers())
-        .is_some_and(|h| host_allowed(&h, &app.cfg.http.allowed_hosts));
+    let host_ok =
+        request_host(req.headers()).is_some_and(|h| host_allowed(&h, &app.cfg.http.allowed_hosts));
     if !host_ok {
         // DNS rebinding: a page on another name that resolves to us must
         // not be able to talk to the server with the user's privileges.
@@ -275,11 +285,9 @@ pub async fn outer(State(app): State<AppState>, mut req: Request, next: Next) ->
             return with_security_headers(too_large(limit));
         }
         let (parts, body) = req.into_parts();
-        let read = tokio::time::timeout(
-            app.cfg.http.body_timeout,
-            axum::body::to_bytes(body, limit),
-        )
-        .await;
+        let read =
+            tokio::time::timeout(app.cfg.http.body_timeout, axum::body::to_bytes(body, limit))
+                .await;
         let bytes = match read {
             Err(_) => {
                 return with_security_headers(
@@ -348,7 +356,10 @@ mod tests {
 
     #[test]
     fn forwarded_for_only_from_trusted_proxies() {
-        let h = headers(&[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https")]);
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+        ]);
         let peer: SocketAddr = "10.0.0.5:1234".parse().unwrap();
         let c = client_of(peer, &h, &[]);
         assert_eq!(c.ip.to_string(), "10.0.0.5");
@@ -376,9 +387,15 @@ mod tests {
         assert!(host_allowed("[::1]:8080", &allowed));
         assert!(!host_allowed("evil.example:8080", &allowed));
         assert!(!host_allowed("127.0.0.1.evil.example", &allowed));
-        let h = headers(&[("host", "localhost:8080"), ("origin", "http://localhost:8080")]);
+        let h = headers(&[
+            ("host", "localhost:8080"),
+            ("origin", "http://localhost:8080"),
+        ]);
         assert_eq!(same_origin(&h), Some(true));
-        let h = headers(&[("host", "localhost:8080"), ("origin", "http://evil.example")]);
+        let h = headers(&[
+            ("host", "localhost:8080"),
+            ("origin", "http://evil.example"),
+        ]);
         assert_eq!(same_origin(&h), Some(false));
         let h = headers(&[("host", "localhost:8080"), ("origin", "null")]);
         assert_eq!(same_origin(&h), Some(false));

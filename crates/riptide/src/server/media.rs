@@ -153,7 +153,9 @@ pub async fn torrent_file(
     };
     let files = match tokio::time::timeout(Duration::from_secs(30), handle.files()).await {
         Ok(Ok(f)) => f,
-        Ok(Err(e)) => return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+        Ok(Err(e)) => {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
+        }
         Err(_) => {
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

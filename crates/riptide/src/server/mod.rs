@@ -123,9 +123,8 @@ impl App {
     /// Opens the database, the media root, the engine (re-adding known
     /// torrents) and the streaming services.
     pub async fn open(cfg: ServeConfig) -> anyhow::Result<AppState> {
-        std::fs::create_dir_all(&cfg.data_dir).with_context(|| {
-            format!("cannot create the data folder {}", cfg.data_dir.display())
-        })?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("cannot create the data folder {}", cfg.data_dir.display()))?;
         let mut lib_cfg = LibraryConfig::new(&cfg.data_dir);
         lib_cfg.database_url = cfg.database_url.clone();
         lib_cfg.media_root = cfg.media_root.clone();
@@ -138,8 +137,7 @@ impl App {
         let db = library.db().clone();
         let manifest = {
             let root = cfg.media_root.clone();
-            tokio::task::spawn_blocking(move || piece_store::StorageManifest::open(&root))
-                .await??
+            tokio::task::spawn_blocking(move || piece_store::StorageManifest::open(&root)).await??
         };
         let signer = Signer::new(&signing_key(&cfg.data_dir)?);
         let session = start_engine(&cfg).await?;
@@ -230,6 +228,9 @@ pub fn router(app: AppState) -> Router {
         r = r.merge(streaming::pretranscode::router(p.clone()));
     }
     r.fallback(pages::not_found)
-        .layer(axum::middleware::from_fn_with_state(app.clone(), auth::authn))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::authn,
+        ))
         .layer(axum::middleware::from_fn_with_state(app, guard::outer))
 }

@@ -8,10 +8,10 @@
 
 use askama::Template;
 use axum::Extension;
+use axum::Form;
 use axum::extract::{Multipart, Query as RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::Form;
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -24,12 +24,7 @@ use crate::units;
 
 pub fn render<T: Template>(status: StatusCode, t: T) -> Response {
     match t.render() {
-        Ok(html) => (
-            status,
-            [(header::CACHE_CONTROL, "no-store")],
-            Html(html),
-        )
-            .into_response(),
+        Ok(html) => (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
         Err(e) => ApiError::internal(format!("page template failed: {e}")).into_response(),
     }
 }
@@ -174,7 +169,11 @@ fn initials(title: &str) -> String {
 
 fn duration_text(secs: Option<f64>) -> String {
     match secs {
-        Some(s) if s >= 3600.0 => format!("{} h {:02} min", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64),
+        Some(s) if s >= 3600.0 => format!(
+            "{} h {:02} min",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        ),
         Some(s) if s >= 60.0 => format!("{} min", (s / 60.0).round() as u64),
         Some(s) => format!("{} s", s.round() as u64),
         None => String::new(),
@@ -247,9 +246,16 @@ fn parse_id(s: &str) -> Option<i64> {
     s.parse::<i64>().ok().filter(|i| *i > 0)
 }
 
-pub async fn film(State(app): State<AppState>, Extension(u): Extension<CurrentUser>, Path(id): Path<String>) -> Response {
+pub async fn film(
+    State(app): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Path(id): Path<String>,
+) -> Response {
     let Some(id) = parse_id(&id) else {
-        return render(StatusCode::NOT_FOUND, Page::message(&u, "Not found", "There is no such film."));
+        return render(
+            StatusCode::NOT_FOUND,
+            Page::message(&u, "Not found", "There is no such film."),
+        );
     };
     let f = match api::film_details(&app, &u, id).await {
         Ok(f) => f,
@@ -318,13 +324,18 @@ pub async fn player(
     headers: HeaderMap,
 ) -> Response {
     let Some(id) = parse_id(&id) else {
-        return render(StatusCode::NOT_FOUND, Page::message(&u, "Not found", "There is no such film."));
+        return render(
+            StatusCode::NOT_FOUND,
+            Page::message(&u, "Not found", "There is no such film."),
+        );
     };
     let details = match api::film_details(&app, &u, id).await {
         Ok(f) => f,
         Err(e) => return render(e.status, Page::message(&u, "Play", &e.message)),
     };
-    let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
     let plan = match media::plan(&app, id, ua, q.get("profile").map(String::as_str)).await {
         Ok(p) => p,
         Err(e) => return render(e.status, Page::message(&u, &details.title, &e.message)),
@@ -372,10 +383,20 @@ fn row(v: &TorrentView) -> TorrentRow {
         name: v.name.clone(),
         state: v.state.clone(),
         percent: format!("{:.1}", v.progress * 100.0),
-        size: if v.total_bytes > 0 { units::bytes(v.total_bytes) } else { "size unknown".into() },
+        size: if v.total_bytes > 0 {
+            units::bytes(v.total_bytes)
+        } else {
+            "size unknown".into()
+        },
         down: units::rate(v.download_rate),
         up: units::rate(v.upload_rate),
-        peers: format!("{} ({} seeds)", v.peers, v.seeds),
+        peers: format!(
+            "{} {} ({} {})",
+            v.peers,
+            if v.peers == 1 { "peer" } else { "peers" },
+            v.seeds,
+            if v.seeds == 1 { "seed" } else { "seeds" }
+        ),
         eta: v
             .eta_secs
             .filter(|_| v.state == "downloading")
@@ -396,7 +417,13 @@ pub struct DownloadsPage {
     pub magnet: String,
 }
 
-fn downloads_page(app: &AppState, u: &CurrentUser, error: Option<String>, notice: Option<String>, magnet: String) -> DownloadsPage {
+fn downloads_page(
+    app: &AppState,
+    u: &CurrentUser,
+    error: Option<String>,
+    notice: Option<String>,
+    magnet: String,
+) -> DownloadsPage {
     DownloadsPage {
         nav: Nav::of(u, "downloads"),
         torrents: app.downloads.list().iter().map(row).collect(),
@@ -411,9 +438,14 @@ pub async fn downloads(
     Extension(u): Extension<CurrentUser>,
     RawQuery(q): RawQuery<HashMap<String, String>>,
 ) -> Response {
-    let notice = q.get("added").map(|n| format!("Added “{n}”."))
+    let notice = q
+        .get("added")
+        .map(|n| format!("Added “{n}”."))
         .or_else(|| q.get("removed").map(|_| "Removed.".to_string()));
-    render(StatusCode::OK, downloads_page(&app, &u, None, notice, String::new()))
+    render(
+        StatusCode::OK,
+        downloads_page(&app, &u, None, notice, String::new()),
+    )
 }
 
 /// The add form: a magnet link, or a .torrent upload (multipart).
@@ -440,7 +472,11 @@ pub async fn add_torrent(
             Ok(Some(field)) => {
                 let name = field.name().unwrap_or("").to_string();
                 let Ok(bytes) = field.bytes().await else {
-                    return fail(StatusCode::BAD_REQUEST, "the upload was cut off; try again".into(), magnet);
+                    return fail(
+                        StatusCode::BAD_REQUEST,
+                        "the upload was cut off; try again".into(),
+                        magnet,
+                    );
                 };
                 match name.as_str() {
                     "magnet" => match String::from_utf8(bytes.to_vec()) {
@@ -455,7 +491,10 @@ pub async fn add_torrent(
             Err(e) => {
                 return fail(
                     StatusCode::BAD_REQUEST,
-                    format!("the form could not be read ({}); reload the page and try again", e.body_text()),
+                    format!(
+                        "the form could not be read ({}); reload the page and try again",
+                        e.body_text()
+                    ),
                     magnet,
                 );
             }
@@ -481,9 +520,19 @@ pub async fn add_torrent(
         (true, None) => NewTorrent::Magnet(String::new()),
     };
     // A huge paste is not echoed back into the page.
-    let keep = if magnet.len() <= 8192 { magnet.clone() } else { String::new() };
-    match app.downloads.add(input, app.cfg.http.max_torrent_bytes, false).await {
-        Ok(v) => Redirect::to(&format!("/downloads?added={}", auth::url_escape(&v.name))).into_response(),
+    let keep = if magnet.len() <= 8192 {
+        magnet.clone()
+    } else {
+        String::new()
+    };
+    match app
+        .downloads
+        .add(input, app.cfg.http.max_torrent_bytes, false)
+        .await
+    {
+        Ok(v) => {
+            Redirect::to(&format!("/downloads?added={}", auth::url_escape(&v.name))).into_response()
+        }
         Err(e) => {
             let e = api::add_error(e);
             fail(e.status, e.message, keep)
@@ -491,24 +540,41 @@ pub async fn add_torrent(
     }
 }
 
-async fn torrent_action(
-    app: &AppState,
-    u: &CurrentUser,
-    r: Result<(), ApiError>,
-) -> Response {
+async fn torrent_action(app: &AppState, u: &CurrentUser, r: Result<(), ApiError>) -> Response {
     match r {
         Ok(()) => Redirect::to("/downloads").into_response(),
-        Err(e) => render(e.status, downloads_page(app, u, Some(e.message), None, String::new())),
+        Err(e) => render(
+            e.status,
+            downloads_page(app, u, Some(e.message), None, String::new()),
+        ),
     }
 }
 
-pub async fn pause(State(app): State<AppState>, Extension(u): Extension<CurrentUser>, Path(ih): Path<String>) -> Response {
-    let r = app.downloads.pause(&ih).await.map(|_| ()).map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()));
+pub async fn pause(
+    State(app): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Path(ih): Path<String>,
+) -> Response {
+    let r = app
+        .downloads
+        .pause(&ih)
+        .await
+        .map(|_| ())
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()));
     torrent_action(&app, &u, r).await
 }
 
-pub async fn resume(State(app): State<AppState>, Extension(u): Extension<CurrentUser>, Path(ih): Path<String>) -> Response {
-    let r = app.downloads.resume(&ih).await.map(|_| ()).map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()));
+pub async fn resume(
+    State(app): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Path(ih): Path<String>,
+) -> Response {
+    let r = app
+        .downloads
+        .resume(&ih)
+        .await
+        .map(|_| ())
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()));
     torrent_action(&app, &u, r).await
 }
 
@@ -526,7 +592,10 @@ pub async fn remove(
     let delete = form.is_ok_and(|f| f.delete_data.is_some());
     match app.downloads.remove(&ih, delete).await {
         Ok(()) => Redirect::to("/downloads?removed=1").into_response(),
-        Err(e) => render(StatusCode::CONFLICT, downloads_page(&app, &u, Some(e.to_string()), None, String::new())),
+        Err(e) => render(
+            StatusCode::CONFLICT,
+            downloads_page(&app, &u, Some(e.to_string()), None, String::new()),
+        ),
     }
 }
 
@@ -558,49 +627,126 @@ pub struct SettingsPage {
     pub tokens: Vec<TokenRow>,
 }
 
-async fn settings_page(app: &AppState, u: &CurrentUser, error: Option<String>, notice: Option<String>, new_token: Option<String>) -> SettingsPage {
+async fn settings_page(
+    app: &AppState,
+    u: &CurrentUser,
+    error: Option<String>,
+    notice: Option<String>,
+    new_token: Option<String>,
+) -> SettingsPage {
     let c = &app.cfg;
     let secs = |d: std::time::Duration| format!("{} s", d.as_secs());
     let limits = vec![
-        ("Login attempts per address".into(), format!("{} per {}", c.limits.login_attempts_per_ip, secs(c.limits.login_window))),
-        ("Login attempts per account".into(), format!("{} per {}", c.limits.login_attempts_per_account, secs(c.limits.login_window))),
-        ("API requests per client".into(), format!("{} per minute", c.limits.api_requests_per_minute)),
-        ("HTTP connections".into(), format!("{} ({} per address)", c.http.max_connections, c.http.max_connections_per_ip)),
-        ("Header / body timeout".into(), format!("{} / {}", secs(c.http.header_timeout), secs(c.http.body_timeout))),
-        ("Largest .torrent".into(), units::bytes(c.http.max_torrent_bytes as u64)),
-        ("Peers per torrent".into(), c.engine.max_peers_per_torrent.to_string()),
-        ("Peer connections".into(), c.engine.max_connections.to_string()),
+        (
+            "Login attempts per address".into(),
+            format!(
+                "{} per {}",
+                c.limits.login_attempts_per_ip,
+                secs(c.limits.login_window)
+            ),
+        ),
+        (
+            "Login attempts per account".into(),
+            format!(
+                "{} per {}",
+                c.limits.login_attempts_per_account,
+                secs(c.limits.login_window)
+            ),
+        ),
+        (
+            "API requests per client".into(),
+            format!("{} per minute", c.limits.api_requests_per_minute),
+        ),
+        (
+            "HTTP connections".into(),
+            format!(
+                "{} ({} per address)",
+                c.http.max_connections, c.http.max_connections_per_ip
+            ),
+        ),
+        (
+            "Header / body timeout".into(),
+            format!(
+                "{} / {}",
+                secs(c.http.header_timeout),
+                secs(c.http.body_timeout)
+            ),
+        ),
+        (
+            "Largest .torrent".into(),
+            units::bytes(c.http.max_torrent_bytes as u64),
+        ),
+        (
+            "Peers per torrent".into(),
+            c.engine.max_peers_per_torrent.to_string(),
+        ),
+        (
+            "Peer connections".into(),
+            c.engine.max_connections.to_string(),
+        ),
     ];
     let lib = app.library.config();
     let paths = vec![
         ("Data folder".into(), c.data_dir.display().to_string()),
-        ("Config file".into(), c.config_file.as_ref().map_or("none (defaults and environment)".into(), |p| p.display().to_string())),
-        ("Downloads".into(), lib.downloads_dir().display().to_string()),
+        (
+            "Config file".into(),
+            c.config_file
+                .as_ref()
+                .map_or("none (defaults and environment)".into(), |p| {
+                    p.display().to_string()
+                }),
+        ),
+        (
+            "Downloads".into(),
+            lib.downloads_dir().display().to_string(),
+        ),
         ("Library".into(), lib.library_dir().display().to_string()),
-        ("Database".into(), match &c.database_url {
-            Some(_) => "PostgreSQL".into(),
-            None => lib.database_target(),
-        }),
-        ("Peer port".into(), app.downloads.session().listen_addr().port().to_string()),
+        (
+            "Database".into(),
+            match &c.database_url {
+                Some(_) => "PostgreSQL".into(),
+                None => lib.database_target(),
+            },
+        ),
+        (
+            "Peer port".into(),
+            app.downloads.session().listen_addr().port().to_string(),
+        ),
     ];
     let users = if u.is_admin {
-        app.db.users().await.unwrap_or_default().into_iter().map(|x| UserRow {
-            me: x.id == u.id,
-            id: x.id,
-            name: x.name,
-            role: if x.is_admin { "admin" } else { "user" },
-        }).collect()
+        app.db
+            .users()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|x| UserRow {
+                me: x.id == u.id,
+                id: x.id,
+                name: x.name,
+                role: if x.is_admin { "admin" } else { "user" },
+            })
+            .collect()
     } else {
         Vec::new()
     };
-    let tokens = app.db.api_tokens(u.id).await.unwrap_or_default().into_iter().map(|t| TokenRow {
-        id: t.id,
-        name: t.name,
-        last_used: t.last_used_at.map_or("never".into(), |at| {
-            let ago = (super::unix_now() - at).max(0) as u64;
-            format!("{} ago", units::duration(std::time::Duration::from_secs(ago)))
-        }),
-    }).collect();
+    let tokens = app
+        .db
+        .api_tokens(u.id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| TokenRow {
+            id: t.id,
+            name: t.name,
+            last_used: t.last_used_at.map_or("never".into(), |at| {
+                let ago = (super::unix_now() - at).max(0) as u64;
+                format!(
+                    "{} ago",
+                    units::duration(std::time::Duration::from_secs(ago))
+                )
+            }),
+        })
+        .collect();
     SettingsPage {
         nav: Nav::of(u, "settings"),
         error,
@@ -613,14 +759,26 @@ async fn settings_page(app: &AppState, u: &CurrentUser, error: Option<String>, n
     }
 }
 
-pub async fn settings(State(app): State<AppState>, Extension(u): Extension<CurrentUser>) -> Response {
-    render(StatusCode::OK, settings_page(&app, &u, None, None, None).await)
+pub async fn settings(
+    State(app): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+) -> Response {
+    render(
+        StatusCode::OK,
+        settings_page(&app, &u, None, None, None).await,
+    )
 }
 
 async fn settings_result(app: &AppState, u: &CurrentUser, r: Result<String, ApiError>) -> Response {
     match r {
-        Ok(notice) => render(StatusCode::OK, settings_page(app, u, None, Some(notice), None).await),
-        Err(e) => render(e.status, settings_page(app, u, Some(e.message), None, None).await),
+        Ok(notice) => render(
+            StatusCode::OK,
+            settings_page(app, u, None, Some(notice), None).await,
+        ),
+        Err(e) => render(
+            e.status,
+            settings_page(app, u, Some(e.message), None, None).await,
+        ),
     }
 }
 
@@ -640,10 +798,14 @@ pub async fn change_password(
     form: Result<Form<PasswordForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let r = async {
-        let Form(f) = form.map_err(|_| ApiError::bad_request("the form was incomplete; fill in every field"))?;
+        let Form(f) = form
+            .map_err(|_| ApiError::bad_request("the form was incomplete; fill in every field"))?;
         let hash = app.db.user(u.id).await?.map(|x| x.password_hash);
         if !auth::verify_password(&app, f.current, hash).await {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "the current password is wrong"));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the current password is wrong",
+            ));
         }
         auth::validate_password(&f.password, Some(&f.confirm)).map_err(ApiError::bad_request)?;
         let h = auth::hash_password(&app, f.password).await?;
@@ -667,14 +829,26 @@ pub async fn create_token(
 ) -> Response {
     let name = form.map(|f| f.0.name).unwrap_or_default();
     match api::new_token(&app, &u, &name).await {
-        Ok(t) => render(StatusCode::OK, settings_page(&app, &u, None, None, Some(t.token)).await),
-        Err(e) => render(e.status, settings_page(&app, &u, Some(e.message), None, None).await),
+        Ok(t) => render(
+            StatusCode::OK,
+            settings_page(&app, &u, None, None, Some(t.token)).await,
+        ),
+        Err(e) => render(
+            e.status,
+            settings_page(&app, &u, Some(e.message), None, None).await,
+        ),
     }
 }
 
-pub async fn delete_token(State(app): State<AppState>, Extension(u): Extension<CurrentUser>, Path(id): Path<String>) -> Response {
+pub async fn delete_token(
+    State(app): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Path(id): Path<String>,
+) -> Response {
     let r = async {
-        let id = id.parse::<i64>().map_err(|_| ApiError::not_found("no such token"))?;
+        let id = id
+            .parse::<i64>()
+            .map_err(|_| ApiError::not_found("no such token"))?;
         if app.db.delete_api_token(u.id, id).await? {
             Ok("Token revoked.".to_string())
         } else {
@@ -700,17 +874,30 @@ pub async fn create_user(
     form: Result<Form<UserForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let r = async {
-        let Form(f) = form.map_err(|_| ApiError::bad_request("the form was incomplete; fill in every field"))?;
-        let v = api::new_user(&app, &f.name, f.password, f.role.as_deref() == Some("admin")).await?;
+        let Form(f) = form
+            .map_err(|_| ApiError::bad_request("the form was incomplete; fill in every field"))?;
+        let v = api::new_user(
+            &app,
+            &f.name,
+            f.password,
+            f.role.as_deref() == Some("admin"),
+        )
+        .await?;
         Ok(format!("Account “{}” created.", v.name))
     }
     .await;
     settings_result(&app, &u, r).await
 }
 
-pub async fn delete_user(State(app): State<AppState>, Extension(u): Extension<CurrentUser>, Path(id): Path<String>) -> Response {
+pub async fn delete_user(
+    State(app): State<AppState>,
+    Extension(u): Extension<CurrentUser>,
+    Path(id): Path<String>,
+) -> Response {
     let r = async {
-        let id = id.parse::<i64>().map_err(|_| ApiError::not_found("no such user"))?;
+        let id = id
+            .parse::<i64>()
+            .map_err(|_| ApiError::not_found("no such user"))?;
         api::remove_user(&app, &u, id).await?;
         Ok("Account deleted.".to_string())
     }
@@ -733,7 +920,10 @@ pub async fn status(State(app): State<AppState>, Extension(u): Extension<Current
     let s = api::status_view(&app).await;
     let rows = vec![
         ("Version".into(), s.version),
-        ("Up for".into(), units::duration(std::time::Duration::from_secs(s.uptime_secs))),
+        (
+            "Up for".into(),
+            units::duration(std::time::Duration::from_secs(s.uptime_secs)),
+        ),
         ("Torrents".into(), s.torrents.to_string()),
         ("Download".into(), units::rate(s.download_rate)),
         ("Upload".into(), units::rate(s.upload_rate)),
@@ -742,8 +932,18 @@ pub async fn status(State(app): State<AppState>, Extension(u): Extension<Current
         ("Films in the library".into(), s.library_films.to_string()),
         ("Database".into(), s.database),
         ("HLS sessions".into(), s.hls_sessions.to_string()),
-        ("Transcoders".into(), format!("{} running of {}", s.transcodes_running, s.transcode_workers)),
-        ("Pre-transcode queue".into(), s.pretranscode_queued.map_or("off".into(), |q| format!("{q} waiting"))),
+        (
+            "Transcoders".into(),
+            format!(
+                "{} running of {}",
+                s.transcodes_running, s.transcode_workers
+            ),
+        ),
+        (
+            "Pre-transcode queue".into(),
+            s.pretranscode_queued
+                .map_or("off".into(), |q| format!("{q} waiting")),
+        ),
     ];
     let mut streams = Vec::new();
     for h in app.downloads.session().torrents() {
@@ -758,10 +958,44 @@ pub async fn status(State(app): State<AppState>, Extension(u): Extension<Current
             ));
         }
     }
-    let jobs = app.pretranscoder.as_ref().map(|p| p.status().jobs).unwrap_or_default().into_iter().map(|j| {
-        let name = j.film.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let state = serde_json::to_value(&j.state).ok().and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_string)).unwrap_or_default();
-        (name, format!("{state}, {:.0} s done, {:.1}× realtime", j.progress_secs, j.speed))
-    }).collect();
-    render(StatusCode::OK, StatusPage { nav: Nav::of(&u, "status"), rows, streams, jobs })
+    let jobs = app
+        .pretranscoder
+        .as_ref()
+        .map(|p| p.status().jobs)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|j| {
+            let name = j
+                .film
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            use streaming::pretranscode::JobState;
+            let what = match &j.state {
+                JobState::Queued => "waiting".to_string(),
+                JobState::Running => format!(
+                    "{:.0} of {:.0} s, {:.1}× realtime",
+                    j.progress_secs,
+                    j.duration_secs.unwrap_or(0.0),
+                    j.speed
+                ),
+                JobState::Done {
+                    realtime_factor, ..
+                } => format!("done, {realtime_factor:.1}× realtime"),
+                JobState::Skipped { reason } => format!("not needed: {reason}"),
+                JobState::Failed { error } => format!("failed: {error}"),
+                JobState::Cancelled => "cancelled".to_string(),
+            };
+            (name, what)
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        StatusPage {
+            nav: Nav::of(&u, "status"),
+            rows,
+            streams,
+            jobs,
+        },
+    )
 }

@@ -44,65 +44,155 @@ fn table() -> Vec<(&'static str, Vec<(Method, Access)>, Build)> {
     use Access::*;
     vec![
         // Public.
-        ("/login", vec![(Method::GET, Public), (Method::POST, Public)], || {
-            get(auth::login_page).post(auth::login)
+        (
+            "/login",
+            vec![(Method::GET, Public), (Method::POST, Public)],
+            || get(auth::login_page).post(auth::login),
+        ),
+        (
+            "/setup",
+            vec![(Method::GET, Public), (Method::POST, Public)],
+            || get(auth::setup_page).post(auth::setup),
+        ),
+        ("/static/{file}", vec![(Method::GET, Public)], || {
+            get(pages::static_file)
         }),
-        ("/setup", vec![(Method::GET, Public), (Method::POST, Public)], || {
-            get(auth::setup_page).post(auth::setup)
+        ("/static/vendor/{file}", vec![(Method::GET, Public)], || {
+            get(pages::vendor_file)
         }),
-        ("/static/{file}", vec![(Method::GET, Public)], || get(pages::static_file)),
-        ("/static/vendor/{file}", vec![(Method::GET, Public)], || get(pages::vendor_file)),
         // Pages.
         ("/", vec![(Method::GET, User)], || get(pages::library)),
         ("/film/{id}", vec![(Method::GET, User)], || get(pages::film)),
-        ("/play/{id}", vec![(Method::GET, User)], || get(pages::player)),
-        ("/downloads", vec![(Method::GET, User)], || get(pages::downloads)),
-        ("/downloads/add", vec![(Method::POST, User)], || post(pages::add_torrent)),
-        ("/downloads/{info_hash}/pause", vec![(Method::POST, User)], || post(pages::pause)),
-        ("/downloads/{info_hash}/resume", vec![(Method::POST, User)], || post(pages::resume)),
-        ("/downloads/{info_hash}/remove", vec![(Method::POST, Admin)], || post(pages::remove)),
-        ("/settings", vec![(Method::GET, User)], || get(pages::settings)),
-        ("/settings/password", vec![(Method::POST, User)], || post(pages::change_password)),
-        ("/settings/tokens", vec![(Method::POST, User)], || post(pages::create_token)),
-        ("/settings/tokens/{id}/delete", vec![(Method::POST, User)], || post(pages::delete_token)),
-        ("/settings/users", vec![(Method::POST, Admin)], || post(pages::create_user)),
-        ("/settings/users/{id}/delete", vec![(Method::POST, Admin)], || post(pages::delete_user)),
+        ("/play/{id}", vec![(Method::GET, User)], || {
+            get(pages::player)
+        }),
+        ("/downloads", vec![(Method::GET, User)], || {
+            get(pages::downloads)
+        }),
+        ("/downloads/add", vec![(Method::POST, User)], || {
+            post(pages::add_torrent)
+        }),
+        (
+            "/downloads/{info_hash}/pause",
+            vec![(Method::POST, User)],
+            || post(pages::pause),
+        ),
+        (
+            "/downloads/{info_hash}/resume",
+            vec![(Method::POST, User)],
+            || post(pages::resume),
+        ),
+        (
+            "/downloads/{info_hash}/remove",
+            vec![(Method::POST, Admin)],
+            || post(pages::remove),
+        ),
+        ("/settings", vec![(Method::GET, User)], || {
+            get(pages::settings)
+        }),
+        ("/settings/password", vec![(Method::POST, User)], || {
+            post(pages::change_password)
+        }),
+        ("/settings/tokens", vec![(Method::POST, User)], || {
+            post(pages::create_token)
+        }),
+        (
+            "/settings/tokens/{id}/delete",
+            vec![(Method::POST, User)],
+            || post(pages::delete_token),
+        ),
+        ("/settings/users", vec![(Method::POST, Admin)], || {
+            post(pages::create_user)
+        }),
+        (
+            "/settings/users/{id}/delete",
+            vec![(Method::POST, Admin)],
+            || post(pages::delete_user),
+        ),
         ("/status", vec![(Method::GET, User)], || get(pages::status)),
         ("/logout", vec![(Method::POST, User)], || post(auth::logout)),
         // Media.
-        ("/posters/{file}", vec![(Method::GET, User)], || get(media::poster)),
-        ("/media/{id}", vec![(Method::GET, UserOrSigned), (Method::HEAD, UserOrSigned)], || {
-            get(media::library_file)
+        ("/posters/{file}", vec![(Method::GET, User)], || {
+            get(media::poster)
         }),
-        ("/stream/{info_hash}/{file}", vec![(Method::GET, UserOrSigned), (Method::HEAD, UserOrSigned)], || {
-            get(media::torrent_file)
-        }),
+        (
+            "/media/{id}",
+            vec![(Method::GET, UserOrSigned), (Method::HEAD, UserOrSigned)],
+            || get(media::library_file),
+        ),
+        (
+            "/stream/{info_hash}/{file}",
+            vec![(Method::GET, UserOrSigned), (Method::HEAD, UserOrSigned)],
+            || get(media::torrent_file),
+        ),
         // REST API.
-        ("/api/openapi.json", vec![(Method::GET, User)], || get(api::openapi_json)),
+        ("/api/openapi.json", vec![(Method::GET, User)], || {
+            get(api::openapi_json)
+        }),
         ("/api/v1/me", vec![(Method::GET, User)], || get(api::me)),
-        ("/api/v1/status", vec![(Method::GET, User)], || get(api::status)),
-        ("/api/v1/events", vec![(Method::GET, User)], || get(api::events)),
-        ("/api/v1/torrents", vec![(Method::GET, User), (Method::POST, User)], || {
-            get(api::list_torrents).post(api::add_torrent)
+        ("/api/v1/status", vec![(Method::GET, User)], || {
+            get(api::status)
         }),
-        ("/api/v1/torrents/{info_hash}", vec![(Method::GET, User), (Method::DELETE, Admin)], || {
-            get(api::get_torrent).delete(api::remove_torrent)
+        ("/api/v1/events", vec![(Method::GET, User)], || {
+            get(api::events)
         }),
-        ("/api/v1/torrents/{info_hash}/pause", vec![(Method::POST, User)], || post(api::pause_torrent)),
-        ("/api/v1/torrents/{info_hash}/resume", vec![(Method::POST, User)], || post(api::resume_torrent)),
-        ("/api/v1/torrents/{info_hash}/peers", vec![(Method::GET, User)], || get(api::torrent_peers)),
-        ("/api/v1/library", vec![(Method::GET, User)], || get(api::list_library)),
-        ("/api/v1/library/{id}", vec![(Method::GET, User)], || get(api::get_film)),
-        ("/api/v1/library/{id}/playback", vec![(Method::GET, User)], || get(api::playback)),
-        ("/api/v1/library/{id}/progress", vec![(Method::PUT, User)], || put(api::set_progress)),
-        ("/api/v1/tokens", vec![(Method::GET, User), (Method::POST, User)], || {
-            get(api::list_tokens).post(api::create_token)
+        (
+            "/api/v1/torrents",
+            vec![(Method::GET, User), (Method::POST, User)],
+            || get(api::list_torrents).post(api::add_torrent),
+        ),
+        (
+            "/api/v1/torrents/{info_hash}",
+            vec![(Method::GET, User), (Method::DELETE, Admin)],
+            || get(api::get_torrent).delete(api::remove_torrent),
+        ),
+        (
+            "/api/v1/torrents/{info_hash}/pause",
+            vec![(Method::POST, User)],
+            || post(api::pause_torrent),
+        ),
+        (
+            "/api/v1/torrents/{info_hash}/resume",
+            vec![(Method::POST, User)],
+            || post(api::resume_torrent),
+        ),
+        (
+            "/api/v1/torrents/{info_hash}/peers",
+            vec![(Method::GET, User)],
+            || get(api::torrent_peers),
+        ),
+        ("/api/v1/library", vec![(Method::GET, User)], || {
+            get(api::list_library)
         }),
-        ("/api/v1/tokens/{id}", vec![(Method::DELETE, User)], || delete(api::delete_token)),
-        ("/api/v1/users", vec![(Method::GET, Admin), (Method::POST, Admin)], || {
-            get(api::list_users).post(api::create_user)
+        ("/api/v1/library/{id}", vec![(Method::GET, User)], || {
+            get(api::get_film)
         }),
-        ("/api/v1/users/{id}", vec![(Method::DELETE, Admin)], || delete(api::delete_user)),
+        (
+            "/api/v1/library/{id}/playback",
+            vec![(Method::GET, User)],
+            || get(api::playback),
+        ),
+        (
+            "/api/v1/library/{id}/progress",
+            vec![(Method::PUT, User)],
+            || put(api::set_progress),
+        ),
+        (
+            "/api/v1/tokens",
+            vec![(Method::GET, User), (Method::POST, User)],
+            || get(api::list_tokens).post(api::create_token),
+        ),
+        ("/api/v1/tokens/{id}", vec![(Method::DELETE, User)], || {
+            delete(api::delete_token)
+        }),
+        (
+            "/api/v1/users",
+            vec![(Method::GET, Admin), (Method::POST, Admin)],
+            || get(api::list_users).post(api::create_user),
+        ),
+        ("/api/v1/users/{id}", vec![(Method::DELETE, Admin)], || {
+            delete(api::delete_user)
+        }),
     ]
 }
 
@@ -110,10 +200,7 @@ fn table() -> Vec<(&'static str, Vec<(Method, Access)>, Build)> {
 /// here so that the auth layer and the route-walking test know them.
 fn mounted() -> Vec<(&'static str, Vec<(Method, Access)>)> {
     vec![
-        (
-            "/hls/{session}/{name}",
-            vec![(Method::GET, Access::User)],
-        ),
+        ("/hls/{session}/{name}", vec![(Method::GET, Access::User)]),
         ("/hls/{session}", vec![(Method::DELETE, Access::User)]),
         ("/pretranscode/status", vec![(Method::GET, Access::User)]),
     ]
@@ -122,11 +209,7 @@ fn mounted() -> Vec<(&'static str, Vec<(Method, Access)>)> {
 /// Every (path, method, access) the server answers.
 pub fn specs() -> Vec<RouteSpec> {
     let mut out = Vec::new();
-    for (path, methods) in table()
-        .into_iter()
-        .map(|(p, m, _)| (p, m))
-        .chain(mounted())
-    {
+    for (path, methods) in table().into_iter().map(|(p, m, _)| (p, m)).chain(mounted()) {
         for (method, access) in methods {
             out.push(RouteSpec {
                 path,
@@ -170,7 +253,10 @@ fn matches(pattern: &str, path: &str) -> bool {
 /// default: unknown paths are 404 only for logged-in users).
 pub fn access(method: &Method, path: &str) -> Access {
     // HEAD is answered by GET routes.
-    let method = if method == Method::HEAD && !path.starts_with("/media/") && !path.starts_with("/stream/") {
+    let method = if method == Method::HEAD
+        && !path.starts_with("/media/")
+        && !path.starts_with("/stream/")
+    {
         &Method::GET
     } else {
         method
