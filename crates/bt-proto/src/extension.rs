@@ -119,6 +119,18 @@ impl ExtendedHandshake {
         bencode::encode(&d)
     }
 
+    /// [`encode`](Self::encode) plus BEP 10's `e` key: 1 when we prefer
+    /// encrypted (MSE) connections, what peers copy into the PEX flag
+    /// [`crate::pex::PexFlags::ENCRYPTION`]. A separate method so the
+    /// struct (built with literals elsewhere) keeps its fields.
+    pub fn encode_with_encryption(&self, prefers_encryption: bool) -> Vec<u8> {
+        let mut d = bencode::decode_with(&self.encode(), &LIMITS).expect("own encoding decodes");
+        if prefers_encryption {
+            d.insert("e", 1);
+        }
+        bencode::encode(&d)
+    }
+
     /// The sender's ID for `extension`, if it supports it (0 = disabled).
     pub fn id_of(&self, extension: &str) -> Option<u8> {
         self.m.get(extension).copied().filter(|id| *id != 0)
@@ -137,9 +149,32 @@ impl ExtendedHandshake {
     }
 }
 
+/// BEP 10's `e` from a raw handshake payload: `Some(true)` when the sender
+/// prefers encrypted connections, `None` when the key is absent or the
+/// payload is not a handshake. Kept beside [`ExtendedHandshake`] rather
+/// than in it so the struct's fields stay as they are.
+pub fn prefers_encryption(payload: &[u8]) -> Option<bool> {
+    let v = bencode::decode_with(payload, &LIMITS).ok()?;
+    v.get(b"e").and_then(Value::as_int).map(|e| e != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encryption_preference_round_trips() {
+        let h = ExtendedHandshake {
+            v: Some("Riptide 0.1".into()),
+            ..Default::default()
+        };
+        let with = h.encode_with_encryption(true);
+        assert_eq!(prefers_encryption(&with), Some(true));
+        assert_eq!(ExtendedHandshake::decode(&with).unwrap(), h);
+        assert_eq!(prefers_encryption(&h.encode_with_encryption(false)), None);
+        assert_eq!(prefers_encryption(b"d1:ei0ee"), Some(false));
+        assert_eq!(prefers_encryption(b"not bencode"), None);
+    }
     use proptest::prelude::*;
 
     #[test]
