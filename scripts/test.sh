@@ -33,8 +33,8 @@ APT_PACKAGES=(
   qbittorrent-nox      # qBittorrent reference peer
   python3-libtorrent   # test-swarm LibtorrentPeer (runs under /usr/bin/python3)
   ffmpeg               # media probing / transcoding tests
-  chromium             # streaming/tests/hls.rs: HLS plays in a real browser (playwright-core)
-  nodejs               # runs tests/browser/play.mjs (playwright-core); npm: see below
+  chromium             # streaming/tests/hls.rs (HLS in a real browser), riptide/tests/swarm_web.rs (web UI end to end)
+  nodejs               # runs tests/browser/*.mjs (playwright-core): HLS, direct play, web UI end to end; npm: see below
   curl                 # ad-hoc HTTP in scripts
   btrfs-progs          # piece-store tests/import.rs: reflink on a loop-mounted btrfs image
   xfsprogs             # piece-store tests/import.rs: reflink on a loop-mounted xfs image
@@ -128,11 +128,42 @@ if [ "${SKIP_APT:-0}" != 1 ] && ! command -v npm >/dev/null 2>&1 && command -v a
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
     --no-install-recommends npm || die "apt-get install npm failed"
 fi
-if [ -d "$BROWSER_TEST_DIR" ] && command -v npm >/dev/null 2>&1 \
-   && [ ! -d "$BROWSER_TEST_DIR/node_modules/playwright-core" ]; then
-  log "installing playwright-core (npm) in $BROWSER_TEST_DIR"
-  (cd "$BROWSER_TEST_DIR" && npm install --no-audit --no-fund --omit=dev) \
-    || die "npm install of playwright-core failed"
+# The web UI's end-to-end test (crates/riptide/tests/swarm_web.rs) has its own.
+for dir in "$BROWSER_TEST_DIR" crates/riptide/tests/browser; do
+  if [ -d "$dir" ] && command -v npm >/dev/null 2>&1 \
+     && [ ! -d "$dir/node_modules/playwright-core" ]; then
+    log "installing playwright-core (npm) in $dir"
+    (cd "$dir" && npm install --no-audit --no-fund --omit=dev) \
+      || die "npm install of playwright-core failed in $dir"
+  fi
+done
+
+# schemathesis (PyPI) for crates/riptide/tests/web_api_schema.rs, in a venv
+# of its own. Without it (no python3 venv, no PyPI) that test skips and says
+# why; the reason is printed here too.
+SCHEMATHESIS_VENV=.venv-schemathesis
+if [ ! -x "$SCHEMATHESIS_VENV/bin/schemathesis" ]; then
+  PY=""
+  for p in /usr/bin/python3 python3; do
+    if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import venv, ensurepip' 2>/dev/null; then PY=$p; break; fi
+  done
+  if [ -z "$PY" ] && [ "${SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null 2>&1; then
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q \
+      --no-install-recommends python3-venv >/dev/null 2>&1 && PY=/usr/bin/python3
+  fi
+  if [ -z "$PY" ]; then
+    log "schemathesis: no python3 with venv; the API schema test will skip"
+  elif "$PY" -m venv "$SCHEMATHESIS_VENV" \
+       && "$SCHEMATHESIS_VENV/bin/pip" install -q --disable-pip-version-check 'schemathesis>=4,<5'; then
+    log "schemathesis installed in $SCHEMATHESIS_VENV"
+  else
+    log "schemathesis: pip could not install it (no PyPI?); the API schema test will skip"
+    rm -rf "$SCHEMATHESIS_VENV"
+  fi
+fi
+if [ -x "$SCHEMATHESIS_VENV/bin/schemathesis" ]; then
+  RIPTIDE_SCHEMATHESIS="$(pwd)/$SCHEMATHESIS_VENV/bin/schemathesis"
+  export RIPTIDE_SCHEMATHESIS
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

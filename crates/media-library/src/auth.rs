@@ -18,6 +18,16 @@ pub struct ApiToken {
     pub last_used_at: Option<i64>,
 }
 
+#[derive(sqlx::FromRow)]
+struct TokenOwner {
+    id: i64,
+    name: String,
+    password_hash: String,
+    is_admin: bool,
+    created_at: i64,
+    token_id: i64,
+}
+
 impl Db {
     pub async fn create_session(
         &self,
@@ -101,15 +111,28 @@ impl Db {
         .await)?)
     }
 
-    /// The user a token belongs to; records when it was last used.
-    pub async fn token_user(&self, token_hash: &str) -> Result<Option<User>, LibraryError> {
-        let user: Option<User> = on_pool!(self, p => sqlx::query_as(
-            "SELECT u.id, u.name, u.password_hash, u.is_admin, u.created_at FROM api_tokens t \
-             JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1"
+    /// The user a token belongs to and the token's id; records when it
+    /// was last used.
+    pub async fn token_user(&self, token_hash: &str) -> Result<Option<(User, i64)>, LibraryError> {
+        let row: Option<TokenOwner> = on_pool!(self, p => sqlx::query_as(
+            "SELECT u.id, u.name, u.password_hash, u.is_admin, u.created_at, t.id AS token_id \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1"
         )
         .bind(token_hash)
         .fetch_optional(p)
         .await)?;
+        let user = row.map(|r| {
+            (
+                User {
+                    id: r.id,
+                    name: r.name,
+                    password_hash: r.password_hash,
+                    is_admin: r.is_admin,
+                    created_at: r.created_at,
+                },
+                r.token_id,
+            )
+        });
         if user.is_some() {
             on_pool!(self, p => sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
                 .bind(crate::unix_now())

@@ -25,7 +25,7 @@ use super::media::{self, PlaybackPlan};
 #[openapi(
     info(
         title = "Riptide API",
-        description = "Torrents, library and playback of a Riptide server. Authenticate with a session cookie or `Authorization: Bearer rt_…` (Settings → API tokens).",
+        description = "Torrents, library and playback of a Riptide server. Authenticate with `Authorization: Bearer rt_…` (Settings → API tokens); the web pages use the same API with their session cookie (state changes then need a same-origin `Origin` header). Every error is `{\"error\": \"…\"}`.",
         version = "1"
     ),
     paths(
@@ -40,7 +40,7 @@ use super::media::{self, PlaybackPlan};
         CreateUserBody
     )),
     modifiers(&BearerAuth),
-    security(("bearer" = []), ("cookie" = []))
+    security(("bearer" = []))
 )]
 pub struct ApiDoc;
 
@@ -188,8 +188,13 @@ pub async fn list_torrents(State(app): State<AppState>) -> Json<Vec<TorrentView>
 #[serde(deny_unknown_fields)]
 pub struct AddTorrentBody {
     /// `magnet:?xt=urn:btih:…`
+    #[schema(
+        example = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&dn=Example",
+        max_length = 65536
+    )]
     pub magnet: Option<String>,
     /// The .torrent file, base64-encoded.
+    #[schema(max_length = 16777216)]
     pub torrent_base64: Option<String>,
     /// Add without starting.
     #[serde(default)]
@@ -539,6 +544,7 @@ pub async fn playback(
 #[serde(deny_unknown_fields)]
 pub struct ProgressBody {
     /// Seconds into the film.
+    #[schema(minimum = 0, maximum = 10000000)]
     pub position_secs: f64,
     #[serde(default)]
     pub finished: bool,
@@ -590,6 +596,12 @@ pub struct NewToken {
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenBody {
     /// What it is for (e.g. "laptop CLI").
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        example = "laptop"
+    )]
     pub name: String,
 }
 
@@ -654,10 +666,10 @@ pub async fn create_token(
     ))
 }
 
-/// Revokes one of the caller's API tokens.
+/// Revokes one of the caller's API tokens (not the one the request uses).
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", params(("id" = String, Path)), responses(
     (status = 204, description = "revoked"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-    (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn delete_token(
     State(app): State<AppState>,
     Extension(u): Extension<CurrentUser>,
@@ -684,8 +696,15 @@ pub struct UserView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserBody {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+        example = "kim"
+    )]
     pub name: String,
     /// At least 8 characters.
+    #[schema(min_length = 8, max_length = 1024, example = "a long passphrase")]
     pub password: String,
     #[serde(default)]
     pub is_admin: bool,

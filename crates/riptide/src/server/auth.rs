@@ -47,6 +47,8 @@ pub struct CurrentUser {
     pub is_admin: bool,
     /// Authenticated by the session cookie (so CSRF rules apply).
     pub via_cookie: bool,
+    /// The API token of this request, if it came with one.
+    pub token_id: Option<i64>,
 }
 
 pub fn sha256_hex(s: &str) -> String {
@@ -125,8 +127,8 @@ pub fn validate_password(password: &str, confirm: Option<&str>) -> Result<(), St
             "choose a password of at least {MIN_PASSWORD} characters"
         ));
     }
-    if password.len() > MAX_PASSWORD {
-        return Err(format!("passwords are at most {MAX_PASSWORD} bytes"));
+    if password.chars().count() > MAX_PASSWORD {
+        return Err(format!("passwords are at most {MAX_PASSWORD} characters"));
     }
     if confirm.is_some_and(|c| c != password) {
         return Err("the two passwords differ; type the same password twice".into());
@@ -182,7 +184,7 @@ pub async fn authn(State(app): State<AppState>, mut req: Request, next: Next) ->
     if access == Access::Public {
         // Login CSRF: a foreign page must not post to login or setup.
         if unsafe_method && origin == Some(false) {
-            return cross_origin();
+            return cross_origin(&path);
         }
         if let Some(u) = user {
             req.extensions_mut().insert(u);
@@ -212,7 +214,7 @@ pub async fn authn(State(app): State<AppState>, mut req: Request, next: Next) ->
         .into_response();
     };
     if unsafe_method && user.via_cookie && origin != Some(true) {
-        return cross_origin();
+        return cross_origin(&path);
     }
     if access == Access::Admin && !user.is_admin {
         let msg = "only an admin may do this; ask an admin of this server";
@@ -228,11 +230,12 @@ pub async fn authn(State(app): State<AppState>, mut req: Request, next: Next) ->
     next.run(req).await
 }
 
-fn cross_origin() -> Response {
-    ApiError::forbidden(
+fn cross_origin(path: &str) -> Response {
+    guard::refuse(
+        path,
+        StatusCode::FORBIDDEN,
         "cross-site request refused: state changes must come from this server's own pages (Origin/Referer check)",
     )
-    .into_response()
 }
 
 async fn identify(app: &AppState, headers: &HeaderMap) -> Result<Option<CurrentUser>, ApiError> {
@@ -250,11 +253,12 @@ async fn identify(app: &AppState, headers: &HeaderMap) -> Result<Option<CurrentU
             ));
         };
         return match app.db.token_user(&sha256_hex(token)).await? {
-            Some(u) => Ok(Some(CurrentUser {
+            Some((u, token_id)) => Ok(Some(CurrentUser {
                 id: u.id,
                 name: u.name,
                 is_admin: u.is_admin,
                 via_cookie: false,
+                token_id: Some(token_id),
             })),
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -269,6 +273,7 @@ async fn identify(app: &AppState, headers: &HeaderMap) -> Result<Option<CurrentU
                 name: u.name,
                 is_admin: u.is_admin,
                 via_cookie: true,
+                token_id: None,
             }));
         }
     }
@@ -407,7 +412,7 @@ pub async fn login(
     }
     if name.is_empty()
         || form.password.is_empty()
-        || form.password.len() > MAX_PASSWORD
+        || form.password.chars().count() > MAX_PASSWORD
         || name.len() > 4 * MAX_NAME
     {
         return page(StatusCode::BAD_REQUEST, "enter your user name and password");

@@ -229,6 +229,17 @@ impl RateLimiter {
     }
 }
 
+/// An error answer: an HTML page for the pages (a browser shows it to a
+/// person), JSON for everything else.
+pub fn refuse(path: &str, status: StatusCode, message: impl Into<String>) -> Response {
+    let message = message.into();
+    if super::auth::is_page(path) {
+        let title = status.canonical_reason().unwrap_or("Error");
+        return super::pages::render(status, super::pages::Page::error(title, &message));
+    }
+    ApiError::new(status, message).into_response()
+}
+
 pub fn too_many(retry_after: Duration, what: &str) -> Response {
     let secs = retry_after.as_secs().max(1);
     let mut r = ApiError::new(
@@ -256,15 +267,13 @@ pub async fn outer(State(app): State<AppState>, mut req: Request, next: Next) ->
     if !host_ok {
         // DNS rebinding: a page on another name that resolves to us must
         // not be able to talk to the server with the user's privileges.
-        return with_security_headers(
-            ApiError::new(
-                StatusCode::MISDIRECTED_REQUEST,
-                "this server does not answer to that host name; add it to http.allowed_hosts in riptide.toml",
-            )
-            .into_response(),
-        );
+        return with_security_headers(refuse(
+            req.uri().path(),
+            StatusCode::MISDIRECTED_REQUEST,
+            "this server does not answer to that host name; add it to http.allowed_hosts in riptide.toml",
+        ));
     }
-    let path = req.uri().path();
+    let path = req.uri().path().to_string();
     if path.starts_with("/api/")
         && let Err(wait) = app.api_limiter.take(client.ip)
     {
@@ -282,7 +291,7 @@ pub async fn outer(State(app): State<AppState>, mut req: Request, next: Next) ->
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
-            return with_security_headers(too_large(limit));
+            return with_security_headers(too_large(&path, limit));
         }
         let (parts, body) = req.into_parts();
         let read =
@@ -290,15 +299,13 @@ pub async fn outer(State(app): State<AppState>, mut req: Request, next: Next) ->
                 .await;
         let bytes = match read {
             Err(_) => {
-                return with_security_headers(
-                    ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "the request body did not arrive in time; retry on a better connection",
-                    )
-                    .into_response(),
-                );
+                return with_security_headers(refuse(
+                    &path,
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive in time; retry on a better connection",
+                ));
             }
-            Ok(Err(_)) => return with_security_headers(too_large(limit)),
+            Ok(Err(_)) => return with_security_headers(too_large(&path, limit)),
             Ok(Ok(b)) => b,
         };
         req = Request::from_parts(parts, Body::from(bytes));
@@ -306,15 +313,15 @@ pub async fn outer(State(app): State<AppState>, mut req: Request, next: Next) ->
     with_security_headers(next.run(req).await)
 }
 
-fn too_large(limit: usize) -> Response {
-    ApiError::new(
+fn too_large(path: &str, limit: usize) -> Response {
+    refuse(
+        path,
         StatusCode::PAYLOAD_TOO_LARGE,
         format!(
             "the request is larger than {} KiB; torrent files and forms are never that large",
             limit / 1024
         ),
     )
-    .into_response()
 }
 
 fn with_security_headers(mut r: Response) -> Response {

@@ -52,6 +52,7 @@ pub struct MessagePage {
     pub nav: Option<Nav>,
     pub title: String,
     pub message: String,
+    pub is_error: bool,
 }
 
 /// Short pages that only say something.
@@ -63,6 +64,7 @@ impl Page {
             nav: Some(Nav::of(u, "")),
             title: title.into(),
             message: message.into(),
+            is_error: true,
         }
     }
     pub fn public_message(title: &str, message: &str) -> MessagePage {
@@ -70,6 +72,14 @@ impl Page {
             nav: None,
             title: title.into(),
             message: message.into(),
+            is_error: false,
+        }
+    }
+    /// An error before anyone is known (limits, Host check).
+    pub fn error(title: &str, message: &str) -> MessagePage {
+        MessagePage {
+            is_error: true,
+            ..Page::public_message(title, message)
         }
     }
 }
