@@ -113,7 +113,9 @@ fn bad_input_gets_clear_messages_and_loses_nothing() {
     traversal.extend_from_slice(b"d4:infod5:filesld6:lengthi5e4:pathl2:..6:escapeee4:name1:d12:piece lengthi16384e6:pieces20:");
     traversal.extend_from_slice(&[1u8; 20]);
     traversal.extend_from_slice(b"ee");
-    let cases: Vec<(&str, Vec<(&str, Option<&str>, Vec<u8>)>, u16, &str)> = vec![
+    // (what, form parts (name, file name, bytes), status, message)
+    type Part = (&'static str, Option<&'static str>, Vec<u8>);
+    let cases: Vec<(&str, Vec<Part>, u16, &str)> = vec![
         (
             "empty form",
             vec![("magnet", None, b"".to_vec())],

@@ -678,6 +678,12 @@ pub async fn delete_token(
     let id = id
         .parse::<i64>()
         .map_err(|_| ApiError::not_found("no such token"))?;
+    if u.token_id == Some(id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this request is authenticated with that token; revoke it with another token or on the Settings page",
+        ));
+    }
     if app.db.delete_api_token(u.id, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -266,16 +266,16 @@ async fn identify(app: &AppState, headers: &HeaderMap) -> Result<Option<CurrentU
             )),
         };
     }
-    if let Some(sid) = cookie_value(headers, SESSION_COOKIE).filter(|s| s.len() == 64) {
-        if let Some(u) = app.db.session_user(&sha256_hex(sid), unix_now()).await? {
-            return Ok(Some(CurrentUser {
-                id: u.id,
-                name: u.name,
-                is_admin: u.is_admin,
-                via_cookie: true,
-                token_id: None,
-            }));
-        }
+    if let Some(sid) = cookie_value(headers, SESSION_COOKIE).filter(|s| s.len() == 64)
+        && let Some(u) = app.db.session_user(&sha256_hex(sid), unix_now()).await?
+    {
+        return Ok(Some(CurrentUser {
+            id: u.id,
+            name: u.name,
+            is_admin: u.is_admin,
+            via_cookie: true,
+            token_id: None,
+        }));
     }
     Ok(None)
 }

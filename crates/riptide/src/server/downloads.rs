@@ -610,11 +610,11 @@ impl Downloads {
             .as_ref()
             .map(|r| PathBuf::from(&r.save_path))
             .unwrap_or_else(|| self.downloads_dir(&ih));
-        if h.is_some() {
-            if let Err(e) = self.session.remove_torrent(&ih, delete_data).await {
-                self.inner.lock().busy.remove(&ih);
-                return Err(ActionError::Failed(e.to_string()));
-            }
+        if h.is_some()
+            && let Err(e) = self.session.remove_torrent(&ih, delete_data).await
+        {
+            self.inner.lock().busy.remove(&ih);
+            return Err(ActionError::Failed(e.to_string()));
         }
         let _ = self.library.db().remove_torrent(&hex_of(&ih)).await;
         self.records.lock().remove(&ih);

@@ -38,9 +38,10 @@ pub struct RouteSpec {
 }
 
 type Build = fn() -> MethodRouter<AppState>;
+/// A path, who may call it with which method, and its handlers.
+type Entry = (&'static str, Vec<(Method, Access)>, Build);
 
-/// `(path, [(method, access)], handlers)`.
-fn table() -> Vec<(&'static str, Vec<(Method, Access)>, Build)> {
+fn table() -> Vec<Entry> {
     use Access::*;
     vec![
         // Public.

@@ -51,12 +51,10 @@ impl Server {
             if let Ok(Some(status)) = s.child.try_wait() {
                 panic!("riptide serve exited ({status}): {}", s.log());
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                if let Ok(r) = s.get("/login", &[]) {
-                    if r.status == 200 {
-                        break;
-                    }
-                }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                && s.get("/login", &[]).is_ok_and(|r| r.status == 200)
+            {
+                break;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),
