@@ -1,5 +1,5 @@
 //! A simulated seeder: speaks the peer wire protocol from an in-memory
-//! payload, with behaviours a test can script (choking periods, leaving).
+//! payload, with behaviours a test can script (choking periods, leaving, lying).
 //!
 //! It serves requests in order like a real client, honours CANCEL for
 //! requests it has not written yet, and rejects queued requests when it
@@ -25,6 +25,11 @@ pub struct Behaviour {
     pub choke_cycle: Option<(Duration, Duration)>,
     /// Close all connections and stop listening at this time after start.
     pub leave_after: Option<Duration>,
+    /// Serve every block with its bytes inverted: a peer that lies.
+    pub corrupt: bool,
+    /// After this many blocks, in the same write as the last of them, send
+    /// a PIECE for a piece that does not exist (and nothing more).
+    pub malformed_after: Option<usize>,
 }
 
 pub struct Content {
@@ -104,6 +109,7 @@ async fn serve(
     let mut queue: VecDeque<BlockRequest> = VecDeque::new();
     let mut interested = false;
     let mut choking = true;
+    let mut served = 0usize;
     loop {
         // Choke schedule: are we inside a choked stretch right now?
         let now = Instant::now();
@@ -134,19 +140,41 @@ async fn serve(
                 Message::Unchoke.encode(&mut out);
             }
         }
-        // Keep one block's worth ahead in the send buffer.
+        // Keep one block's worth ahead in the send buffer; a liar writes
+        // several at once, as libtorrent does, so they reach the engine in
+        // one read.
         if wpos == out.len() {
             out.clear();
             wpos = 0;
-            if !choking && let Some(r) = queue.pop_front() {
+            let burst = if behaviour.corrupt { 8 } else { 1 };
+            for _ in 0..burst {
+                let Some(r) = queue.pop_front().filter(|_| !choking) else {
+                    break;
+                };
                 let start = r.index as usize * content.piece_length as usize + r.begin as usize;
                 let data = &content.data[start..start + r.length as usize];
+                let lie: Vec<u8>;
+                let data = if behaviour.corrupt {
+                    lie = data.iter().map(|b| !b).collect();
+                    &lie[..]
+                } else {
+                    data
+                };
                 Message::Piece {
                     index: r.index,
                     begin: r.begin,
                     data,
                 }
                 .encode(&mut out);
+                served += 1;
+                if behaviour.malformed_after == Some(served) {
+                    Message::Piece {
+                        index: num_pieces,
+                        begin: 0,
+                        data: &[0; 16],
+                    }
+                    .encode(&mut out);
+                }
             }
         }
         let wake = match (next_change, leave) {

@@ -209,11 +209,27 @@ pub(crate) async fn run(
     notify: Arc<Notify>,
 ) {
     let cancel = torrent.cancel.clone();
+    let mut local = PeerLocal {
+        wbuf: Vec::with_capacity(32 * 1024),
+        wpos: 0,
+        uploads: VecDeque::new(),
+        completed: Vec::new(),
+        last_sent: Instant::now(),
+    };
     let result = tokio::select! {
         biased;
-        r = drive(&torrent, key, &mut conn, &notify) => r,
+        r = drive(&torrent, key, &mut conn, &notify, &mut local) => r,
         _ = cancel.cancelled() => Err(PeerError::Closed("torrent stopped")),
     };
+    // Pieces this connection completed in the batch that ended it (a
+    // banned peer's last read, say) still need their check, or they would
+    // wait in "verifying" forever. Not once the torrent is stopped: its
+    // files may be on their way out.
+    if !cancel.is_cancelled() {
+        for (piece, buf) in local.completed.drain(..) {
+            crate::torrent::spawn_piece_check(torrent.clone(), piece, buf);
+        }
+    }
     let reason = match &result {
         Ok(()) => "closed".to_string(),
         Err(e) => e.to_string(),
@@ -229,19 +245,13 @@ async fn drive(
     key: PeerKey,
     conn: &mut Connection,
     notify: &Notify,
+    local: &mut PeerLocal,
 ) -> Result<(), PeerError> {
-    let mut local = PeerLocal {
-        wbuf: Vec::with_capacity(32 * 1024),
-        wpos: 0,
-        uploads: VecDeque::new(),
-        completed: Vec::new(),
-        last_sent: Instant::now(),
-    };
     {
         let mut st = torrent.state.lock();
-        st.peer_greeting(key, &mut local);
+        st.peer_greeting(key, local);
         // Interest (set at registration) goes out with the greeting.
-        st.service_peer(key, &mut local)?;
+        st.service_peer(key, local)?;
     }
     let mut rbuf = vec![0u8; READ_BUF];
     let mut rstart = 0usize;
@@ -256,7 +266,7 @@ async fn drive(
             && !local.uploads.is_empty()
             && local.pending_send() < SEND_HIGH_WATER
         {
-            upload_read = start_upload_read(torrent, &mut local);
+            upload_read = start_upload_read(torrent, local);
         }
 
         if rend == rbuf.len() {
@@ -308,11 +318,11 @@ async fn drive(
                         None => break,
                         Some((msg, used)) => {
                             rstart += used;
-                            st.on_message(key, msg, &mut local)?;
+                            st.on_message(key, msg, local)?;
                         }
                     }
                 }
-                st.service_peer(key, &mut local)?;
+                st.service_peer(key, local)?;
                 drop(st);
                 if rstart == rend {
                     rstart = 0;
@@ -343,12 +353,12 @@ async fn drive(
                 upload_read = None;
                 let read = r.map_err(|_| PeerError::Protocol("disk read task failed"))?;
                 let mut st = torrent.state.lock();
-                st.upload_done(key, read, &mut local)?;
-                st.service_peer(key, &mut local)?;
+                st.upload_done(key, read, local)?;
+                st.service_peer(key, local)?;
             }
             Event::Notified => {
                 let mut st = torrent.state.lock();
-                st.service_peer(key, &mut local)?;
+                st.service_peer(key, local)?;
             }
         }
         // Hash and store pieces completed by this batch, outside the lock.
