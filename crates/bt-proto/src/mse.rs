@@ -629,6 +629,31 @@ impl Receiver {
         std::mem::take(&mut self.out)
     }
 
+    /// `S` for the initiator's `Ya`, with a first byte that is not zero.
+    ///
+    /// libtorrent 2.0 hashes `S` for its `req3` mask as exported without
+    /// leading zero bytes (`dh_key_exchange::compute_secret`), so as an
+    /// initiator it cannot be understood in the 1 of 256 handshakes whose
+    /// `S` starts with a zero. We pick our key after seeing `Ya`, so we
+    /// pick another (derived from the first, as secret as it) until `S`
+    /// does not. Pure chance for the peer; no other client is affected.
+    fn secret_without_leading_zero(&mut self, ya: &[u8]) -> Result<[u8; DH_KEY_LEN], MseError> {
+        let mut secret = shared_secret(ya, &self.private)?;
+        for _ in 0..64 {
+            if secret[0] != 0 {
+                break;
+            }
+            let next: [u8; 20] = Sha1::new()
+                .chain_update(b"riptide mse key")
+                .chain_update(self.private.to_bytes_be())
+                .finalize()
+                .into();
+            self.private = BigUint::from_bytes_be(&next);
+            secret = shared_secret(ya, &self.private)?;
+        }
+        Ok(secret)
+    }
+
     /// Feeds bytes received from the peer. `lookup` is asked once, with
     /// `HASH('req2', SKEY)` (see [`skey_hash`]), for the SKEY of one of our
     /// torrents; `None` ends the handshake with [`MseError::UnknownTorrent`].
@@ -683,7 +708,7 @@ impl Receiver {
                         self.state = ReceiverState::ReadYa;
                         return Ok(None);
                     };
-                    let secret = Box::new(shared_secret(&ya, &self.private)?);
+                    let secret = Box::new(self.secret_without_leading_zero(&ya)?);
                     // Step 2 goes out at once: the initiator waits for Yb
                     // before it sends step 3.
                     self.out.extend_from_slice(&public_key(&self.private));
@@ -875,6 +900,27 @@ mod tests {
             clear_pad,
             encrypted_pad_len,
         }
+    }
+
+    #[test]
+    fn receiver_avoids_a_shared_secret_with_a_leading_zero() {
+        // An initiator key whose S with the receiver's first key starts
+        // with a zero byte (about 1 in 256).
+        let r = random(9, vec![], 0);
+        let ours = BigUint::from_bytes_be(&r.private_key);
+        let ya = (2u32..)
+            .map(|a| public_key(&BigUint::from(a)))
+            .find(|ya| shared_secret(ya, &ours).unwrap()[0] == 0)
+            .unwrap();
+        let mut rx = Receiver::new(EncryptionMode::Require, r).unwrap();
+        assert!(rx.receive(&ya, |_| None).unwrap().is_none());
+        assert_ne!(rx.private, ours, "a new key was chosen");
+        assert_ne!(shared_secret(&ya, &rx.private).unwrap()[0], 0);
+        // And Yb is the new key's.
+        assert_eq!(
+            &rx.take_output()[..DH_KEY_LEN],
+            &public_key(&rx.private)[..]
+        );
     }
 
     fn bt_handshake() -> Vec<u8> {
