@@ -6,6 +6,12 @@
 //! I/O itself runs outside it, on a shared `Arc<File>`). No mmap: see
 //! engine-notes §3 for why libtorrent moved off it.
 //!
+//! Writes to one file are serialised by a striped lock: the kernel takes the
+//! inode's lock for every buffered write anyway, and threads queued on it
+//! spin while the holder copies (14% of a 1 GiB download's CPU went to
+//! `rwsem_spin_on_owner` before); a user-space mutex parks them instead.
+//! Hashing and reads stay parallel.
+//!
 //! Files are created on the first write to them (parent folders too), so a
 //! torrent whose files were deselected leaves nothing on disk. By default
 //! they are sparse; [`StorageOptions::preallocate`] reserves the full size at
@@ -36,6 +42,10 @@ const HASH_CHUNK: usize = 256 * 1024;
 /// Hash buffers kept for reuse; more concurrent hashers than this allocate
 /// (and free) their own.
 const MAX_POOLED_BUFFERS: usize = 8;
+
+/// Write-lock stripes; file `i` uses stripe `i % WRITE_STRIPES`. A fixed
+/// count keeps a torrent of 100k files from costing 100k mutexes.
+const WRITE_STRIPES: usize = 16;
 
 #[derive(Clone, Debug)]
 pub struct StorageOptions {
@@ -79,6 +89,7 @@ pub struct Storage {
     opts: StorageOptions,
     handles: Mutex<Handles>,
     hash_buffers: Mutex<Vec<Vec<u8>>>,
+    write_stripes: [Mutex<()>; WRITE_STRIPES],
 }
 
 /// Where a read or write came from, for error messages.
@@ -105,6 +116,7 @@ impl Storage {
             },
             handles: Mutex::new(Handles::default()),
             hash_buffers: Mutex::new(Vec::new()),
+            write_stripes: std::array::from_fn(|_| Mutex::new(())),
         })
     }
 
@@ -149,8 +161,14 @@ impl Storage {
             }
             let file = self.handle(span.file, Access::Write)?;
             let path = || self.file_path(span.file);
-            write_all_vectored_at(&file, slices, span.file_offset)
-                .map_err(|e| StoreError::io("writing", &path(), e))?;
+            {
+                // The guarded data is `()`: a poisoned stripe is harmless.
+                let _serial = self.write_stripes[span.file % WRITE_STRIPES]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                write_all_vectored_at(&file, slices, span.file_offset)
+                    .map_err(|e| StoreError::io("writing", &path(), e))?;
+            }
             self.lock_handles().dirty.insert(span.file);
         }
         Ok(())
