@@ -69,6 +69,8 @@ pub struct PeerInfo {
     /// From the BEP 10 handshake (`v`), when the peer sent one.
     pub client: Option<String>,
     pub incoming: bool,
+    /// The connection is RC4-encrypted (MSE).
+    pub encrypted: bool,
     pub seed: bool,
     pub am_choking: bool,
     pub am_interested: bool,

@@ -359,3 +359,205 @@ fn swarm_disk_full_is_reported() {
     );
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// Small two-file payload for the peer-network tests.
+fn small_payload(work: &Workdir, name: &str, seed: u64) -> Payload {
+    make_payload(&work.subdir("seed"), name, &[3_000_017, 1_048_576], seed)
+}
+
+/// How many "peer connected" lines of riptide's log match `pred`.
+fn connected_lines(log: &str, pred: impl Fn(&str) -> bool) -> usize {
+    log.lines()
+        .filter(|l| l.contains("peer connected") && pred(l))
+        .count()
+}
+
+/// Issue 7, MSE/PE outgoing: riptide in `require` mode downloads from a
+/// libtorrent seeder that forces RC4 both ways (pe_forced, pe_rc4).
+#[test]
+fn swarm_encrypted_download_from_forced_libtorrent() {
+    require_or_skip!("opentracker", "mktorrent", LIBTORRENT);
+    let work = Workdir::new("rt-mse-out");
+    let payload = small_payload(&work, "mse-out", 71);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let opts = SeedOpts {
+        net: LtNet {
+            encryption_forced: true,
+            ..LtNet::default()
+        },
+        ..SeedOpts::default()
+    };
+    let seed_ip = loopback_ip(61);
+    let _seed = LibtorrentPeer::seed(&work, &torrent, &payload.root, seed_ip, opts);
+    let out = work.subdir("out");
+    let extra = ["--encryption".to_string(), "require".to_string()];
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, loopback_ip(51), &extra);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    let log = rt.log();
+    assert!(
+        connected_lines(&log, |l| {
+            l.contains(&seed_ip.to_string())
+                && l.contains("incoming=false")
+                && l.contains("mse-rc4")
+        }) > 0,
+        "no RC4 connection to the seeder:\n{log}"
+    );
+    assert_eq!(
+        connected_lines(&log, |l| l.contains("plain")),
+        0,
+        "a plain connection in require mode:\n{log}"
+    );
+}
+
+/// Issue 7, MSE/PE incoming: a libtorrent seeder that forces RC4 connects
+/// to riptide (it is not on the tracker), riptide detects MSE, finds the
+/// torrent by its `HASH('req2', info-hash)` and downloads.
+#[test]
+fn swarm_encrypted_incoming_from_forced_libtorrent() {
+    require_or_skip!("opentracker", "mktorrent", LIBTORRENT);
+    let work = Workdir::new("rt-mse-in");
+    let payload = small_payload(&work, "mse-in", 72);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let rt_ip = loopback_ip(52);
+    let rt_port = free_port(rt_ip);
+    let out = work.subdir("out");
+    let extra = [
+        "--encryption".to_string(),
+        "require".to_string(),
+        "--port".to_string(),
+        rt_port.to_string(),
+    ];
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, rt_ip, &extra);
+    let opts = SeedOpts {
+        announce: false,
+        push_to: vec![SocketAddr::from((rt_ip, rt_port))],
+        net: LtNet {
+            encryption_forced: true,
+            ..LtNet::default()
+        },
+        ..SeedOpts::default()
+    };
+    let _seed = LibtorrentPeer::seed(&work, &torrent, &payload.root, loopback_ip(62), opts);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    let log = rt.log();
+    assert!(
+        connected_lines(&log, |l| l.contains("incoming=true")
+            && l.contains("mse-rc4"))
+            > 0,
+        "no incoming RC4 connection:\n{log}"
+    );
+}
+
+/// Issue 7, MSE/PE against a second implementation: transmission-daemon
+/// with `encryption: 2` (required) seeds to riptide in `require` mode.
+#[test]
+fn swarm_encrypted_download_from_transmission_requiring_it() {
+    require_or_skip!("opentracker", "mktorrent", "transmission-daemon");
+    let work = Workdir::new("rt-mse-tr");
+    let payload = small_payload(&work, "mse-tr", 73);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let tr_ip = loopback_ip(63);
+    let _seed = TransmissionPeer::seed_with(
+        &work,
+        &torrent,
+        &payload.root,
+        tr_ip,
+        TrEncryption::Required,
+    );
+    tracker
+        .wait_seeders(&torrent.info_hash_hex, 1, Duration::from_secs(60))
+        .expect("transmission announces");
+    let out = work.subdir("out");
+    let extra = ["--encryption".to_string(), "require".to_string()];
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, loopback_ip(53), &extra);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    let log = rt.log();
+    assert!(
+        connected_lines(&log, |l| l.contains(&tr_ip.to_string())
+            && l.contains("mse-rc4"))
+            > 0,
+        "no RC4 connection to transmission:\n{log}"
+    );
+}
+
+/// Issue 7, `require` refuses plain peers: a client that sends a plain
+/// BitTorrent handshake for the torrent gets no handshake back, only the
+/// connection closed. The same client is answered in `prefer` mode, so the
+/// refusal is the encryption policy and not some other check.
+#[test]
+fn swarm_require_mode_refuses_plain_peer() {
+    use std::io::{Read, Write};
+    require_or_skip!("opentracker", "mktorrent");
+    let work = Workdir::new("rt-mse-refuse");
+    let payload = small_payload(&work, "mse-refuse", 74);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let mut handshake = b"\x13BitTorrent protocol".to_vec();
+    handshake.extend_from_slice(&[0u8; 8]);
+    handshake.extend_from_slice(&torrent.info_hash());
+    handshake.extend_from_slice(b"-XX0001-plain-client");
+    // Bytes the client gets back before the connection ends (or 30 s pass).
+    let answer = |addr: SocketAddr| -> Vec<u8> {
+        let start = Instant::now();
+        let mut stream = loop {
+            match std::net::TcpStream::connect(addr) {
+                Ok(s) => break s,
+                Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                    work.dump_logs();
+                    panic!("riptide never listened on {addr}: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(&handshake).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        // Enough to see a handshake; a refused client sees end-of-file.
+        while got.len() < 68 {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    };
+    for (mode, ip) in [("require", 54), ("prefer", 55)] {
+        let ip = loopback_ip(ip);
+        let port = free_port(ip);
+        let out = work.subdir(format!("out-{mode}"));
+        let extra = [
+            "--encryption".to_string(),
+            mode.to_string(),
+            "--port".to_string(),
+            port.to_string(),
+            "--stall-timeout".to_string(),
+            "0".to_string(),
+        ];
+        let _rt = Riptide::start(&work, path_arg(&torrent), &out, ip, &extra);
+        let got = answer(SocketAddr::from((ip, port)));
+        if mode == "require" {
+            assert!(
+                got.is_empty(),
+                "require mode answered a plain peer: {got:?}"
+            );
+        } else {
+            assert!(
+                got.starts_with(b"\x13BitTorrent protocol"),
+                "prefer mode did not answer a plain peer: {got:?}"
+            );
+        }
+    }
+}

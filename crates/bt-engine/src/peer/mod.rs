@@ -16,13 +16,14 @@
 //! every outstanding request to the picker.
 
 pub(crate) mod handle;
+pub(crate) mod mse;
 
 use crate::picker::PeerKey;
 use crate::rate::RateMeter;
 use crate::torrent::{TorrentShared, TorrentState};
 use crate::transport::Connection;
 use bt_proto::wire::{self, BlockRequest, Handshake, Message, Reserved};
-use bt_proto::{Bitfield, PeerId};
+use bt_proto::{Bitfield, InfoHash, PeerId};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,6 +85,8 @@ pub(crate) struct PeerEntry {
     pub incoming: bool,
     pub local: bool,
     pub fast: bool,
+    /// RC4 on the wire (MSE).
+    pub encrypted: bool,
     pub extensions: bool,
     pub ext: Option<ExtState>,
     pub reqq: Option<u32>,
@@ -148,16 +151,21 @@ pub(crate) enum PeerError {
     Closed(&'static str),
 }
 
-/// Sends our handshake, reads the peer's and checks it; for incoming
+/// Sends our handshake (unless it already went out as the MSE initial
+/// payload: `ours` is `None`), reads the peer's and checks it; for incoming
 /// connections the first 48 bytes were read by the listener already.
+/// `ours` arrives encrypted when the stream is.
 pub(crate) async fn handshake(
     conn: &mut Connection,
-    ours: &Handshake,
+    ours: Option<&[u8]>,
+    info_hash: &InfoHash,
     incoming_prefix: Option<Reserved>,
     timeout: Duration,
 ) -> Result<(Reserved, PeerId), PeerError> {
     let fut = async {
-        conn.writer.write_all(&ours.encode()).await?;
+        if let Some(ours) = ours {
+            conn.writer.write_all(ours).await?;
+        }
         match incoming_prefix {
             Some(reserved) => {
                 let mut id = [0u8; 20];
@@ -168,7 +176,7 @@ pub(crate) async fn handshake(
                 let mut buf = [0u8; wire::HANDSHAKE_LEN];
                 conn.reader.read_exact(&mut buf).await?;
                 let theirs = Handshake::decode(&buf)?;
-                if theirs.info_hash != ours.info_hash {
+                if theirs.info_hash != *info_hash {
                     return Err(PeerError::Protocol("peer answered for another torrent"));
                 }
                 Ok((theirs.reserved, theirs.peer_id))
@@ -206,6 +214,7 @@ pub(crate) async fn run(
     torrent: Arc<TorrentShared>,
     key: PeerKey,
     mut conn: Connection,
+    encrypt: mse::Encryptor,
     notify: Arc<Notify>,
 ) {
     let cancel = torrent.cancel.clone();
@@ -218,7 +227,7 @@ pub(crate) async fn run(
     };
     let result = tokio::select! {
         biased;
-        r = drive(&torrent, key, &mut conn, &notify, &mut local) => r,
+        r = drive(&torrent, key, &mut conn, encrypt, &notify, &mut local) => r,
         _ = cancel.cancelled() => Err(PeerError::Closed("torrent stopped")),
     };
     // Pieces this connection completed in the batch that ended it (a
@@ -244,6 +253,7 @@ async fn drive(
     torrent: &Arc<TorrentShared>,
     key: PeerKey,
     conn: &mut Connection,
+    mut encrypt: mse::Encryptor,
     notify: &Notify,
     local: &mut PeerLocal,
 ) -> Result<(), PeerError> {
@@ -259,6 +269,9 @@ async fn drive(
     let mut upload_read: Option<JoinHandle<UploadRead>> = None;
     let (rd, wr) = (&mut conn.reader, &mut conn.writer);
     let mut reads_first = true;
+    // `wbuf[..sealed]` is encrypted already (RC4 connections): every byte
+    // must pass the keystream exactly once, in order.
+    let mut sealed = 0usize;
 
     loop {
         // Start a disk read for queued uploads when the send buffer has room.
@@ -284,6 +297,10 @@ async fn drive(
         // `biased` keeps a simulated run reproducible (tokio's default picks
         // a random ready branch); alternating which of read and write comes
         // first keeps either from starving the other.
+        if let Some(rc4) = &mut encrypt {
+            rc4.apply(&mut local.wbuf[sealed..]);
+            sealed = local.wbuf.len();
+        }
         let can_write = local.wpos < local.wbuf.len();
         let uploading = upload_read.is_some();
         let event = if reads_first {
@@ -343,6 +360,7 @@ async fn drive(
                 if local.wpos == local.wbuf.len() {
                     local.wbuf.clear();
                     local.wpos = 0;
+                    sealed = 0;
                     if local.wbuf.capacity() > 4 * SEND_HIGH_WATER {
                         local.wbuf.shrink_to(64 * 1024);
                     }
@@ -368,6 +386,7 @@ async fn drive(
         // Compact the send buffer so it does not creep.
         if local.wpos > 0 && local.wpos >= local.wbuf.len() / 2 {
             local.wbuf.drain(..local.wpos);
+            sealed = sealed.saturating_sub(local.wpos);
             local.wpos = 0;
         }
     }
