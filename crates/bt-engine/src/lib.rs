@@ -13,6 +13,7 @@ pub mod choker;
 pub mod config;
 mod error;
 mod peer;
+mod peer_exchange;
 pub mod picker;
 pub mod rate;
 mod session;

@@ -49,6 +49,11 @@ pub struct TorrentStats {
     /// Received bytes that were thrown away (duplicates, failed pieces).
     pub wasted: u64,
     pub failed_hashes: u32,
+    /// New peer addresses learned through PEX (BEP 11).
+    pub pex_learned: u64,
+    /// PEX messages and entries thrown away (malformed, over the limits,
+    /// too frequent, private torrent).
+    pub pex_dropped: u64,
     pub peers: usize,
     pub seeds: usize,
     pub known_peers: usize,

@@ -561,3 +561,75 @@ fn swarm_require_mode_refuses_plain_peer() {
         }
     }
 }
+
+/// Issue 7, PEX (BEP 11): seeder B is on no tracker; only A connects to
+/// it. A is a libtorrent leecher on the tracker, downloading slowly from B
+/// (libtorrent drops seed-to-seed connections, so A must be a leecher to
+/// stay connected to B). Riptide knows only A, learns B's address from A's
+/// `ut_pex` messages, connects to B and downloads from it: B uploads more
+/// than A ever downloaded.
+#[test]
+fn swarm_pex_finds_a_peer_not_on_the_tracker() {
+    require_or_skip!("opentracker", "mktorrent", LIBTORRENT);
+    let work = Workdir::new("rt-pex");
+    let payload = make_payload(&work.subdir("seed"), "pex", &[6_000_000, 2_000_003], 75);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let b_ip = loopback_ip(65);
+    // B does not process PEX itself, so it never learns riptide's address:
+    // a connection between them must be riptide's.
+    let mut b = LibtorrentPeer::seed(
+        &work,
+        &torrent,
+        &payload.root,
+        b_ip,
+        SeedOpts {
+            announce: false,
+            ..SeedOpts::default()
+        },
+    );
+    let b_addr = b.listen_addr();
+    let mut a = LibtorrentPeer::leech(
+        &work,
+        &torrent,
+        &work.subdir("a-out"),
+        loopback_ip(64),
+        LeechOpts {
+            download_limit_bps: Some(20_000),
+            connect_to: vec![b_addr],
+            net: LtNet {
+                pex: true,
+                ..LtNet::default()
+            },
+            ..LeechOpts::default()
+        },
+    );
+    a.wait_for(Duration::from_secs(30), "A to connect to B", |s| {
+        s.peers.iter().any(|p| p == &b_addr.to_string()) && s.announces > 0
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = work.subdir("out");
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, loopback_ip(56), &[]);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    let log = rt.log();
+    assert!(
+        log.contains("peers learned through PEX"),
+        "riptide learned nothing through PEX:\n{log}"
+    );
+    assert!(
+        connected_lines(&log, |l| l.contains(&format!("addr={b_addr} "))
+            && l.contains("incoming=false"))
+            > 0,
+        "riptide never connected to B at {b_addr}:\n{log}"
+    );
+    let a_status = a.status();
+    let b_status = b
+        .wait_for(Duration::from_secs(10), "B's status", |_| true)
+        .unwrap();
+    assert!(
+        b_status.total_payload_upload > a_status.total_payload_download,
+        "B uploaded no more than A downloaded: riptide got nothing from B ({b_status:?}, {a_status:?})"
+    );
+}

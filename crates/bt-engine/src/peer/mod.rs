@@ -36,6 +36,7 @@ use tokio::time::Instant;
 /// Our extension ids (BEP 10): the numbers peers must use when they send
 /// these messages to us.
 pub(crate) const EXT_UT_METADATA: u8 = 3;
+pub(crate) const EXT_UT_PEX: u8 = 1;
 
 /// Steady-state receive buffer; grows only for frames that do not fit.
 const READ_BUF: usize = 64 * 1024;
@@ -67,14 +68,31 @@ pub(crate) struct Outbox {
     pub keepalive: bool,
     /// Send our bitfield (metadata just arrived).
     pub send_bitfield: bool,
+    /// A `ut_pex` payload to send (at most one, about 2 KiB).
+    pub pex: Option<Vec<u8>>,
     pub disconnect: Option<&'static str>,
 }
 
 #[derive(Debug)]
 pub(crate) struct ExtState {
     pub ut_metadata: Option<u8>,
+    pub ut_pex: Option<u8>,
     pub metadata_size: Option<u32>,
     pub client: Option<String>,
+    /// The port the peer listens on (`p`), for telling others where to
+    /// reach a peer that connected to us.
+    pub listen_port: Option<u16>,
+    /// BEP 10 `e`: the peer prefers MSE.
+    pub prefers_encryption: bool,
+}
+
+/// Peer exchange with one peer.
+#[derive(Debug, Default)]
+pub(crate) struct PexState {
+    /// Addresses we told it about and have not reported dropped since.
+    pub told: std::collections::BTreeSet<SocketAddr>,
+    pub next_send: Option<Instant>,
+    pub last_received: Option<Instant>,
 }
 
 /// Shared view of one connection, kept in the torrent state.
@@ -118,11 +136,22 @@ pub(crate) struct PeerEntry {
     /// Entries of the torrent's completion log already announced with HAVE.
     pub haves_sent: usize,
     pub metadata_requests: Vec<(u32, Instant)>,
+    pub pex: PexState,
     pub outbox: Outbox,
     pub notify: Arc<Notify>,
 }
 
 impl PeerEntry {
+    /// Where others can connect to this peer: the address we reached it at,
+    /// or for an incoming connection its IP and advertised listen port.
+    pub fn connectable_addr(&self) -> Option<SocketAddr> {
+        if !self.incoming {
+            return Some(self.addr);
+        }
+        let port = self.ext.as_ref()?.listen_port?;
+        Some(SocketAddr::new(self.addr.ip(), port))
+    }
+
     pub fn is_seed(&self) -> bool {
         match &self.have {
             PeerHave::All => true,
