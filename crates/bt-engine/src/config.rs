@@ -45,6 +45,9 @@ pub struct SessionConfig {
     /// handshake first and falls back to plain; `Require` refuses plain
     /// peers.
     pub encryption: EncryptionMode,
+    /// Local service discovery (BEP 14): multicast announces on the LAN.
+    /// Off by default: it talks to every host on the local network.
+    pub lsd: bool,
     /// Client name sent in the extension handshake.
     pub client_name: String,
     /// A time-critical block this much later than its holder was expected
@@ -80,6 +83,7 @@ impl Default for SessionConfig {
             tracker_timeout: Duration::from_secs(15),
             unchoke_local_peers: true,
             encryption: EncryptionMode::Prefer,
+            lsd: false,
             client_name: concat!("Riptide ", env!("CARGO_PKG_VERSION")).to_string(),
             critical_duplicate_after: Duration::from_millis(600),
             rng_seed: None,

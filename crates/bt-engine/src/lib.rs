@@ -12,6 +12,7 @@ mod candidates;
 pub mod choker;
 pub mod config;
 mod error;
+mod local_discovery;
 mod peer;
 mod peer_exchange;
 pub mod picker;

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit, watch};
 use tokio::task::JoinHandle;
@@ -40,6 +40,10 @@ pub(crate) struct SessionShared {
     pub transport: Arc<dyn Transport>,
     /// Seeded from the config when a run must be reproducible.
     pub rng: Mutex<StdRng>,
+    /// New addresses found by local service discovery.
+    pub lsd_learned: AtomicU64,
+    /// LSD datagrams and entries thrown away (malformed, over the rate).
+    pub lsd_dropped: AtomicU64,
 }
 
 impl SessionShared {
@@ -210,13 +214,23 @@ impl Session {
             http,
             transport,
             rng: Mutex::new(rng),
+            lsd_learned: AtomicU64::new(0),
+            lsd_dropped: AtomicU64::new(0),
         });
         tokio::spawn(accept_loop(shared.clone(), listener));
+        if shared.config.lsd {
+            tokio::spawn(crate::local_discovery::run(shared.clone()));
+        }
         Ok(Session {
             shared,
             listen_addr,
             tasks: Mutex::new(HashMap::new()),
         })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared_for_tests(&self) -> &SessionShared {
+        &self.shared
     }
 
     pub fn transport(&self) -> Arc<dyn Transport> {
@@ -289,6 +303,13 @@ impl Session {
             add.paused,
             self.shared.random_u64(),
         );
+        if info_bytes.is_some() {
+            // The info dictionary is known: a peer that connects while the
+            // storage is being set up must not start a ut_metadata fetch,
+            // whose result would set the storage up a second time (and
+            // count pieces verified in between twice).
+            state.metadata = None;
+        }
         for p in peers {
             state.addrs.add(p);
         }
@@ -398,6 +419,8 @@ impl Session {
             s.uploaded += st.up.total();
             s.peers += st.peers.len();
         }
+        s.lsd_learned = self.shared.lsd_learned.load(Ordering::Relaxed);
+        s.lsd_dropped = self.shared.lsd_dropped.load(Ordering::Relaxed);
         s
     }
 }

@@ -106,4 +106,8 @@ pub struct SessionStats {
     pub downloaded: u64,
     pub uploaded: u64,
     pub peers: usize,
+    /// Peer addresses found by local service discovery (BEP 14).
+    pub lsd_learned: u64,
+    /// LSD datagrams and entries thrown away (malformed, over the rate).
+    pub lsd_dropped: u64,
 }

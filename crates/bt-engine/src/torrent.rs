@@ -469,6 +469,11 @@ impl TorrentState {
     /// Installs the plan once storage is ready (metadata known, resume data
     /// loaded or files checked).
     fn install_meta(&mut self, meta: Meta) {
+        if self.meta.is_some() {
+            // Replacing live storage would lose pieces in flight.
+            tracing::warn!(torrent = %self.info_hash, "metadata arrived twice; keeping the first");
+            return;
+        }
         let n = meta.picker.num_pieces();
         tracing::info!(
             torrent = %self.info_hash,

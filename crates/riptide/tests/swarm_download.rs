@@ -633,3 +633,101 @@ fn swarm_pex_finds_a_peer_not_on_the_tracker() {
         "B uploaded no more than A downloaded: riptide got nothing from B ({b_status:?}, {a_status:?})"
     );
 }
+
+/// Set in the copy of a test that runs inside its own network namespace.
+const NETNS_ENV: &str = "RIPTIDE_TEST_IN_NETNS";
+
+/// Runs `test` of this binary again inside a new network namespace whose
+/// only interface is `lo`, with multicast routed to it, so that multicast
+/// (LSD) never leaves the machine. Returns false when this already is
+/// that copy (the caller then runs the test body).
+fn rerun_in_own_netns(test: &str) -> bool {
+    if std::env::var_os(NETNS_ENV).is_some() {
+        return false;
+    }
+    let probe = Command::new("unshare")
+        .args(["--net", "true"])
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        let why = "skipping: cannot create a network namespace (unshare --net needs root)";
+        if std::env::var(STRICT_ENV).is_ok_and(|v| v == "1") {
+            panic!("{why} [{STRICT_ENV}=1 makes this an error]");
+        }
+        eprintln!("{why}");
+        return true;
+    }
+    let status = Command::new("unshare")
+        .args([
+            "--net",
+            "sh",
+            "-c",
+            "ip link set lo up && ip link set lo multicast on \
+             && ip route add 239.0.0.0/8 dev lo && exec \"$0\" \"$@\"",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(NETNS_ENV, "1")
+        .status()
+        .expect("run the test in a network namespace");
+    assert!(status.success(), "{test} failed in its network namespace");
+    true
+}
+
+/// Issue 7, LSD (BEP 14): a libtorrent seeder on no tracker and riptide
+/// find each other by multicast announces (both directions are checked:
+/// libtorrent parses riptide's announce, riptide parses libtorrent's), and
+/// riptide downloads. Runs in a network namespace of its own (only `lo`),
+/// so no datagram reaches a real network.
+#[test]
+fn swarm_lsd_finds_a_local_peer() {
+    require_or_skip!("opentracker", "mktorrent", LIBTORRENT, "unshare", "ip");
+    if rerun_in_own_netns("swarm_lsd_finds_a_local_peer") {
+        return;
+    }
+    let work = Workdir::new("rt-lsd");
+    let payload = small_payload(&work, "lsd", 76);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let lt_ip = loopback_ip(66);
+    let rt_ip = loopback_ip(57);
+    let seed = LibtorrentPeer::seed(
+        &work,
+        &torrent,
+        &payload.root,
+        lt_ip,
+        SeedOpts {
+            announce: false,
+            net: LtNet {
+                lsd: true,
+                ..LtNet::default()
+            },
+            ..SeedOpts::default()
+        },
+    );
+    let out = work.subdir("out");
+    // `--seed` keeps riptide running after the download, so it hears the
+    // seeder's next announce even when the seeder found it first.
+    let mut rt = Riptide::start(
+        &work,
+        path_arg(&torrent),
+        &out,
+        rt_ip,
+        &["--lsd".to_string(), "--seed".to_string()],
+    );
+    rt.wait_log(&work, "the download to finish", |l| l.contains("done: "));
+    payload.assert_downloaded_to(&out);
+    rt.wait_log(&work, "the seeder found by LSD", |l| {
+        l.lines().any(|l| {
+            l.contains("peer found by local service discovery") && l.contains(&lt_ip.to_string())
+        })
+    });
+    let lt_log = std::fs::read_to_string(seed.proc().log_path()).unwrap_or_default();
+    assert!(
+        lt_log
+            .lines()
+            .any(|l| l.contains("local service discovery") && l.contains(&rt_ip.to_string())),
+        "libtorrent never received riptide's LSD announce:\n{lt_log}"
+    );
+}

@@ -16,8 +16,9 @@ Protocol with the Rust side:
   * connects out to every `ip:port` line of `connect_file` (re-read every 0.5 s,
     retried while not connected);
   * exits by itself when the parent process is gone or after `max_life` seconds.
-Only loopback addresses are used; LSD, UPnP, NAT-PMP and uTP are off. PEX and
-DHT are off unless the config asks for them (`pex`, `dht_nodes`); with DHT on,
+Only loopback addresses are used; UPnP, NAT-PMP and uTP are off. PEX, LSD and
+DHT are off unless the config asks for them (`pex`, `lsd`, `dht_nodes`; LSD
+only in a test's own network namespace, where multicast stays on `lo`); with DHT on,
 the only bootstrap nodes are the `dht_nodes` given (loopback addresses), never
 libtorrent's public default. `encryption: "forced"` makes the peer accept and
 make only RC4-encrypted (MSE/PE) connections.
@@ -70,6 +71,9 @@ def make_session(cfg):
         s.update({"out_enc_policy": 0, "in_enc_policy": 0,  # pe_forced
                   "allowed_enc_level": 2,  # pe_rc4
                   "prefer_rc4": True})
+    if cfg.get("lsd"):
+        # Only inside a test's own network namespace: LSD multicasts to the LAN.
+        s.update({"enable_lsd": True, "local_service_announce_interval": 2})
     dht_nodes = cfg.get("dht_nodes")
     if dht_nodes is not None:
         s.update({
@@ -117,7 +121,8 @@ def main():
     flags = atp.flags
     # default_flags include `paused` (the auto-manager would start it); we manage it ourselves.
     flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
-    flags |= lt.torrent_flags.disable_lsd
+    if not cfg.get("lsd"):
+        flags |= lt.torrent_flags.disable_lsd
     if not cfg.get("pex"):
         flags |= lt.torrent_flags.disable_pex
     if cfg.get("dht_nodes") is None:

@@ -58,6 +58,9 @@ pub struct LtNet {
     pub encryption_forced: bool,
     /// ut_pex (BEP 11) for the torrent.
     pub pex: bool,
+    /// Local service discovery (BEP 14). It multicasts to the LAN: only in a
+    /// network namespace the test made itself (see riptide's LSD test).
+    pub lsd: bool,
     /// DHT on, bootstrapping only from these nodes (may be empty: a first node
     /// that others bootstrap from). `None`: DHT off. Loopback addresses only.
     pub dht_nodes: Option<Vec<SocketAddr>>,
@@ -279,7 +282,7 @@ impl LibtorrentPeer {
                 "{{\"role\":\"{}\",\"torrent\":{},\"magnet\":{},\"save_path\":{},\"ip\":\"{}\",\"port\":{},",
                 "\"upload_limit\":{},\"download_limit\":{},\"announce\":{},\"trust_have_all\":{},",
                 "\"sequential\":{},\"status_file\":{},\"connect_file\":{},\"parent_pid\":{},\"max_life\":3600,",
-                "\"encryption\":{},\"pex\":{},\"dht_nodes\":{}}}"
+                "\"encryption\":{},\"pex\":{},\"lsd\":{},\"dht_nodes\":{}}}"
             ),
             cfg.role,
             torrent,
@@ -301,6 +304,7 @@ impl LibtorrentPeer {
                 "null"
             },
             cfg.net.pex,
+            cfg.net.lsd,
             match &cfg.net.dht_nodes {
                 None => "null".to_string(),
                 Some(nodes) => format!(

@@ -48,6 +48,10 @@ pub struct NetArgs {
     /// peers that encrypt, `disabled` never encrypts.
     #[arg(long, value_enum, default_value_t = Encryption::Prefer)]
     pub encryption: Encryption,
+    /// Find peers on the local network by multicast (BEP 14 local service
+    /// discovery). Off by default: it announces your torrents to the LAN.
+    #[arg(long)]
+    pub lsd: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,6 +69,7 @@ impl NetArgs {
             Encryption::Prefer => EncryptionMode::Prefer,
             Encryption::Require => EncryptionMode::Require,
         };
+        config.lsd = self.lsd;
     }
 }
 
