@@ -11,6 +11,7 @@
 mod candidates;
 pub mod choker;
 pub mod config;
+mod dht;
 mod error;
 mod local_discovery;
 mod peer;

@@ -44,6 +44,8 @@ pub(crate) struct SessionShared {
     pub lsd_learned: AtomicU64,
     /// LSD datagrams and entries thrown away (malformed, over the rate).
     pub lsd_dropped: AtomicU64,
+    /// New addresses found on the DHT.
+    pub dht_learned: AtomicU64,
 }
 
 impl SessionShared {
@@ -155,6 +157,8 @@ pub struct Session {
     shared: Arc<SessionShared>,
     listen_addr: SocketAddr,
     tasks: Mutex<HashMap<InfoHash, Vec<JoinHandle<()>>>>,
+    /// Session-wide tasks that write state on the way out (the DHT's nodes).
+    background: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Session {
@@ -216,15 +220,21 @@ impl Session {
             rng: Mutex::new(rng),
             lsd_learned: AtomicU64::new(0),
             lsd_dropped: AtomicU64::new(0),
+            dht_learned: AtomicU64::new(0),
         });
         tokio::spawn(accept_loop(shared.clone(), listener));
         if shared.config.lsd {
             tokio::spawn(crate::local_discovery::run(shared.clone()));
         }
+        let mut background = Vec::new();
+        if let Some(dht) = shared.config.dht.clone() {
+            background.push(tokio::spawn(crate::dht::run(shared.clone(), dht)));
+        }
         Ok(Session {
             shared,
             listen_addr,
             tasks: Mutex::new(HashMap::new()),
+            background: Mutex::new(background),
         })
     }
 
@@ -402,7 +412,9 @@ impl Session {
     /// listener.
     pub async fn shutdown(&self) {
         self.shared.cancel.cancel();
-        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().drain().flat_map(|(_, v)| v).collect();
+        let mut tasks: Vec<JoinHandle<()>> =
+            self.tasks.lock().drain().flat_map(|(_, v)| v).collect();
+        tasks.extend(self.background.lock().drain(..));
         for task in tasks {
             let _ = task.await;
         }
@@ -421,6 +433,7 @@ impl Session {
         }
         s.lsd_learned = self.shared.lsd_learned.load(Ordering::Relaxed);
         s.lsd_dropped = self.shared.lsd_dropped.load(Ordering::Relaxed);
+        s.dht_learned = self.shared.dht_learned.load(Ordering::Relaxed);
         s
     }
 }

@@ -731,3 +731,67 @@ fn swarm_lsd_finds_a_local_peer() {
         "libtorrent never received riptide's LSD announce:\n{lt_log}"
     );
 }
+
+/// Issue 7, DHT (BEP 5): a magnet with no tracker completes through a DHT
+/// of three libtorrent nodes on 127.0.0.x that bootstrap off each other;
+/// riptide joins through two of them (`--dht-bootstrap`), finds the seeds
+/// with `get_peers`, downloads, and keeps its routing table with the
+/// resume data. Every node is on loopback; none has a public bootstrap.
+#[test]
+fn swarm_trackerless_magnet_through_local_dht() {
+    require_or_skip!("opentracker", "mktorrent", LIBTORRENT);
+    let work = Workdir::new("rt-dht");
+    let payload = small_payload(&work, "dht", 77);
+    // The torrent names a tracker that nobody runs; the magnet has none.
+    let torrent = make_torrent(&payload, "http://127.0.0.1:1/announce", 64 * 1024);
+    let mut nodes: Vec<LibtorrentPeer> = Vec::new();
+    for ip in [67u8, 68, 69] {
+        let bootstrap: Vec<SocketAddr> = nodes.iter().map(LibtorrentPeer::listen_addr).collect();
+        nodes.push(LibtorrentPeer::seed(
+            &work,
+            &torrent,
+            &payload.root,
+            loopback_ip(ip),
+            SeedOpts {
+                announce: false,
+                net: LtNet {
+                    dht_nodes: Some(bootstrap),
+                    ..LtNet::default()
+                },
+                ..SeedOpts::default()
+            },
+        ));
+    }
+    for n in &mut nodes {
+        n.wait_for(Duration::from_secs(60), "a DHT routing table", |s| {
+            s.dht_nodes >= 1
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = work.subdir("out");
+    let magnet = format!("magnet:?xt=urn:btih:{}", torrent.info_hash_hex);
+    let mut extra = Vec::new();
+    for n in &nodes[..2] {
+        extra.push("--dht-bootstrap".to_string());
+        extra.push(n.listen_addr().to_string());
+    }
+    let mut rt = Riptide::start(&work, &magnet, &out, loopback_ip(58), &extra);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    let log = rt.log();
+    assert!(
+        log.contains("peers found on the DHT"),
+        "riptide found no peer on the DHT:\n{log}"
+    );
+    let saved = std::fs::read_to_string(out.join(".riptide").join("dht-nodes"))
+        .expect("the DHT routing table is saved with the resume data");
+    let saved: Vec<&str> = saved.lines().skip(1).collect();
+    assert!(!saved.is_empty(), "no node saved");
+    for n in saved {
+        let addr: SocketAddr = n.parse().unwrap();
+        assert!(
+            addr.ip().is_loopback(),
+            "a non-loopback node was saved: {addr}"
+        );
+    }
+}

@@ -78,8 +78,10 @@ def make_session(cfg):
     if dht_nodes is not None:
         s.update({
             "enable_dht": True,
-            # Never the public default (dht.libtorrent.org): only the test's own nodes.
-            "dht_bootstrap_nodes": ",".join(dht_nodes),
+            # Never the public default (dht.libtorrent.org): the test's own nodes are added
+            # with add_dht_node (libtorrent keeps bootstrap "routers" out of its routing
+            # table, so nodes that only bootstrap off each other never get a table).
+            "dht_bootstrap_nodes": "",
             # All test nodes share 127.0.0.0/24, which these filters would reject as a
             # Sybil pattern; and loopback counts as "dark internet".
             "dht_restrict_routing_ips": False, "dht_restrict_search_ips": False,
@@ -142,6 +144,9 @@ def main():
     if cfg.get("sequential"):
         flags |= lt.torrent_flags.sequential_download
     atp.flags = flags
+    for node in cfg.get("dht_nodes") or []:
+        host, _, p = node.rpartition(":")
+        ses.add_dht_node((host, int(p)))
     h = ses.add_torrent(atp)
     if cfg.get("upload_limit"):
         h.set_upload_limit(int(cfg["upload_limit"]))
