@@ -795,3 +795,37 @@ fn swarm_trackerless_magnet_through_local_dht() {
         );
     }
 }
+
+/// Issue 7, hybrid torrents (BEP 52): a v1+v2 hybrid `.torrent` made by
+/// libtorrent (with BEP 47 pad files between the files) downloads over the
+/// v1 info-hash from a libtorrent seeder and verifies; no pad file is
+/// written.
+#[test]
+fn swarm_hybrid_torrent_made_by_libtorrent() {
+    require_or_skip!("opentracker", LIBTORRENT);
+    let work = Workdir::new("rt-hybrid");
+    let payload = make_payload(
+        &work.subdir("seed"),
+        "hybrid",
+        &[3_000_017, 1_048_576, 77_777],
+        78,
+    );
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_hybrid_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let _seed = LibtorrentPeer::seed(
+        &work,
+        &torrent,
+        &payload.root,
+        loopback_ip(70),
+        SeedOpts::default(),
+    );
+    let out = work.subdir("out");
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, loopback_ip(59), &[]);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    assert!(
+        !out.join("hybrid").join(".pad").exists(),
+        "pad files were written"
+    );
+}

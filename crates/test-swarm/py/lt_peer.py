@@ -8,7 +8,8 @@ Roles:
          all pieces claimed through resume data and never hashed, which is how a
          deliberately corrupted copy gets served - seed_mode would detect it)
   leech  download from a .torrent or a magnet into `save_path`, then keep seeding
-  create write a v1-only .torrent (for piece sizes mktorrent refuses)
+  create write a v1-only .torrent (for piece sizes mktorrent refuses), or with
+         `hybrid` a v1+v2 hybrid one (BEP 52, pad files)
 
 Protocol with the Rust side:
   * prints `RIPTIDE-LT-READY port=<n>` once listening and the torrent is added;
@@ -38,7 +39,9 @@ def log(*a):
 def create(cfg):
     fs = lt.file_storage()
     lt.add_files(fs, cfg["content"])
-    ct = lt.create_torrent(fs, int(cfg["piece_length"]), flags=lt.create_torrent.v1_only)
+    # Hybrid (v1 + v2, libtorrent 2.0's default, with BEP 47 pad files) on request.
+    flags = 0 if cfg.get("hybrid") else lt.create_torrent.v1_only
+    ct = lt.create_torrent(fs, int(cfg["piece_length"]), flags=flags)
     if cfg.get("announce"):
         ct.add_tracker(cfg["announce"])
     lt.set_piece_hashes(ct, os.path.dirname(os.path.abspath(cfg["content"])))

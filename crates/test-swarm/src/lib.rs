@@ -61,7 +61,7 @@ pub use libtorrent::{LeechOpts, LibtorrentPeer, LtNet, LtStatus, SeedOpts};
 pub use payload::{Payload, assert_same_tree, compare_trees, make_payload};
 pub use process::{Proc, Workdir, wait_until};
 pub use qbittorrent::QbittorrentPeer;
-pub use torrent::{Torrent, make_torrent};
+pub use torrent::{Torrent, make_hybrid_torrent, make_torrent};
 pub use tracker::Tracker;
 pub use transmission::{TrEncryption, TransmissionPeer};
 
