@@ -24,6 +24,7 @@ mod stream;
 mod torrent;
 mod tracker;
 pub mod transport;
+mod web_seed;
 
 pub use config::SessionConfig;
 pub use error::EngineError;

@@ -137,6 +137,9 @@ impl SessionShared {
     }
 }
 
+/// Web seeds used per torrent at most.
+const MAX_WEB_SEEDS: usize = 4;
+
 /// Where a torrent comes from.
 pub enum TorrentSource {
     Metainfo(Box<Metainfo>),
@@ -264,6 +267,10 @@ impl Session {
             // reason, rather than failing later in the background.
             piece_store::Layout::from_info(&m.info)?;
         }
+        let web_seeds = match &add.source {
+            TorrentSource::Metainfo(m) => m.url_list.clone(),
+            TorrentSource::Magnet(_) => Vec::new(),
+        };
         let (info_hash, name, trackers, info_bytes, mut peers) = match add.source {
             TorrentSource::Metainfo(m) => (
                 m.info_hash,
@@ -339,7 +346,14 @@ impl Session {
         }
         let control = tokio::spawn(torrent::run(t.clone(), info_bytes));
         let tracker = tokio::spawn(crate::tracker::run(t.clone()));
-        self.tasks.lock().insert(info_hash, vec![control, tracker]);
+        let mut tasks = vec![control, tracker];
+        // Bounded: a torrent naming hundreds of web seeds gets a few.
+        for (i, url) in web_seeds.into_iter().take(MAX_WEB_SEEDS).enumerate() {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                tasks.push(tokio::spawn(crate::web_seed::run(t.clone(), url, i as u16)));
+            }
+        }
+        self.tasks.lock().insert(info_hash, tasks);
         Ok(TorrentHandle { shared: t })
     }
 
@@ -740,6 +754,25 @@ async fn start_connection(
                 tracing::debug!(%addr, ?why, "connection refused");
             }
             Err(StartError::Refused)
+        }
+    }
+}
+
+/// A web seed's in-process connection (`web_seed.rs`); it takes a
+/// connection slot like any peer. Returns whether it ran.
+pub(crate) async fn start_web_seed_connection(
+    t: Arc<TorrentShared>,
+    conn: Connection,
+    link: Link,
+) -> bool {
+    if !t.session.try_reserve_connection() {
+        return false;
+    }
+    match start_connection(t.clone(), conn, None, link, None).await {
+        Ok(()) => true,
+        Err(_) => {
+            t.session.connection_closed();
+            false
         }
     }
 }

@@ -829,3 +829,29 @@ fn swarm_hybrid_torrent_made_by_libtorrent() {
         "pad files were written"
     );
 }
+
+/// Issue 7, web seeds (BEP 19): a torrent whose only source is an HTTP
+/// server (`url-list`, no tracker, no peer) downloads through range
+/// requests and verifies. The name has a space, so URLs are
+/// percent-encoded.
+#[test]
+fn swarm_web_seed_only_torrent_downloads() {
+    require_or_skip!("mktorrent");
+    let work = Workdir::new("rt-webseed");
+    let payload = make_payload(
+        &work.subdir("seed"),
+        "web seed",
+        &[3_000_017, 1_048_576, 99],
+        79,
+    );
+    let server = FileServer::start(&payload.root, loopback_ip(71));
+    let torrent = make_web_seed_torrent(&payload, &server.url(), 64 * 1024);
+    let out = work.subdir("out");
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, loopback_ip(60), &[]);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    assert!(
+        server.range_requests() > 0,
+        "the web seed answered no range request"
+    );
+}
