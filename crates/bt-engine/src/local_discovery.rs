@@ -76,7 +76,16 @@ pub(crate) async fn run(shared: Arc<SessionShared>) {
                 }
             }
             r = socket.recv_from(&mut buf) => {
-                let Ok((n, from)) = r else { continue };
+                let (n, from) = match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Transient (an ICMP error for an earlier send); back
+                        // off so a persistent one cannot spin the loop.
+                        tracing::debug!(error = %e, "LSD receive failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 received_this_tick += 1;
                 if received_this_tick > RECEIVE_PER_TICK {
                     shared.lsd_dropped.fetch_add(1, Ordering::Relaxed);

@@ -156,6 +156,21 @@ async fn serve(
     let mut have = 0usize;
     let mut queue: Vec<BlockRequest> = Vec::new();
     loop {
+        if have == buf.len() {
+            // One frame larger than the buffer (the engine's bitfield of a
+            // torrent with very many pieces): grow to hold it.
+            let need = wire::peek_frame_len(&buf[..have]).unwrap_or(0);
+            let grown = need
+                .max(buf.len() * 2)
+                .min(wire::DEFAULT_MAX_FRAME as usize + 4);
+            if grown <= buf.len() {
+                return Err(WebSeedError::Wire(wire::WireError::TooLong {
+                    len: need as u32,
+                    max: wire::DEFAULT_MAX_FRAME,
+                }));
+            }
+            buf.resize(grown, 0);
+        }
         let n = pipe.read(&mut buf[have..]).await?;
         if n == 0 {
             return Ok(());
