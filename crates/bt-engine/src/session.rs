@@ -888,6 +888,88 @@ pub(crate) async fn connect_out(t: Arc<TorrentShared>, addr: SocketAddr) {
 mod tests {
     use super::*;
 
+    /// A peer that hangs up during the first MSE handshake (what
+    /// libtorrent 2.0 does in 1 of 256) gets a second attempt with a new
+    /// key, and the connection then runs encrypted.
+    #[tokio::test]
+    async fn require_retries_mse_with_a_new_key_after_a_hang_up() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer_addr = listener.local_addr().unwrap();
+        let ih = InfoHash([0x5a; 20]);
+        let peer = tokio::spawn(async move {
+            // First attempt: read the initiator's public key, hang up.
+            let (mut first, _) = listener.accept().await.unwrap();
+            let mut ya = [0u8; 96];
+            first.read_exact(&mut ya).await.unwrap();
+            drop(first);
+            // Second attempt: answer it properly.
+            let (second, remote) = listener.accept().await.unwrap();
+            let (r, w) = second.into_split();
+            let conn = Connection {
+                reader: Box::new(r),
+                writer: Box::new(w),
+                remote,
+            };
+            let mut rng = StdRng::seed_from_u64(9);
+            let skey = bt_proto::mse::skey_hash(&ih.0);
+            let mut acc = mse::accept(
+                conn,
+                EncryptionMode::Require,
+                mse::handshake_random(&mut rng),
+                |h| (*h == skey).then_some(ih.0),
+            )
+            .await
+            .unwrap();
+            let mut theirs = [0u8; 68];
+            acc.conn.reader.read_exact(&mut theirs).await.unwrap();
+            let mut ours = Handshake {
+                reserved: Reserved::default(),
+                info_hash: ih,
+                peer_id: PeerId(*b"-XX0001-mse-retry-ok"),
+            }
+            .encode();
+            acc.encrypt.as_mut().unwrap().apply(&mut ours);
+            acc.conn.writer.write_all(&ours).await.unwrap();
+            // Stay connected until the test is done.
+            let mut sink = [0u8; 1024];
+            while acc.conn.reader.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+            acc.method
+        });
+        let session = Session::start(SessionConfig {
+            bind_ip: "127.0.0.1".parse().unwrap(),
+            encryption: EncryptionMode::Require,
+            rng_seed: Some(3),
+            ..SessionConfig::default()
+        })
+        .await
+        .unwrap();
+        let magnet = Magnet::parse(&format!("magnet:?xt=urn:btih:{}", ih.to_hex())).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let handle = session
+            .add_torrent(AddTorrent {
+                source: TorrentSource::Magnet(magnet),
+                download_dir: dir.path().to_path_buf(),
+                peers: vec![peer_addr],
+                paused: false,
+            })
+            .await
+            .unwrap();
+        let connected = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Some(p) = handle.peers().into_iter().next() {
+                    return p;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the second MSE attempt connects");
+        assert!(connected.encrypted);
+        session.shutdown().await;
+        assert_eq!(peer.await.unwrap(), Some(CryptoMethod::Rc4));
+    }
+
     /// The outgoing policy: which failure leads to which next attempt.
     #[test]
     fn outgoing_attempts_follow_the_mode() {
