@@ -68,6 +68,12 @@ struct FileEngine {
     bind: Option<IpAddr>,
     max_peers_per_torrent: Option<usize>,
     max_connections: Option<usize>,
+    /// "disabled", "prefer" (default) or "require".
+    encryption: Option<String>,
+    lsd: Option<bool>,
+    dht: Option<bool>,
+    /// HOST:PORT nodes; implies `dht`. Default: the well-known routers.
+    dht_bootstrap: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +133,12 @@ pub struct EngineConfig {
     pub bind: IpAddr,
     pub max_peers_per_torrent: usize,
     pub max_connections: usize,
+    /// MSE/PE policy for peer connections.
+    pub encryption: bt_engine::config::EncryptionMode,
+    /// Local service discovery (multicast on the LAN); off by default.
+    pub lsd: bool,
+    /// The mainline DHT; off by default.
+    pub dht: Option<bt_engine::config::DhtConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -312,6 +324,26 @@ impl ServeConfig {
                 .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
             max_peers_per_torrent: file.engine.max_peers_per_torrent.unwrap_or(100),
             max_connections: file.engine.max_connections.unwrap_or(500),
+            encryption: match file.engine.encryption.as_deref() {
+                None | Some("prefer") => bt_engine::config::EncryptionMode::Prefer,
+                Some("require") => bt_engine::config::EncryptionMode::Require,
+                Some("disabled") => bt_engine::config::EncryptionMode::Disabled,
+                Some(other) => anyhow::bail!(
+                    "engine.encryption = {other:?} is not valid: use \"disabled\", \"prefer\" or \"require\""
+                ),
+            },
+            lsd: file.engine.lsd.unwrap_or(false),
+            dht: match (file.engine.dht, file.engine.dht_bootstrap) {
+                (_, Some(nodes)) if !nodes.is_empty() => Some(bt_engine::config::DhtConfig {
+                    bootstrap: nodes,
+                    port: None,
+                }),
+                (Some(true), _) => Some(bt_engine::config::DhtConfig {
+                    bootstrap: bt_engine::config::DHT_ROUTERS.map(String::from).to_vec(),
+                    port: None,
+                }),
+                _ => None,
+            },
         };
         let household = env_list(env, "RIPTIDE_HOUSEHOLD")
             .or(file.playback.household)
@@ -429,6 +461,40 @@ mod tests {
         };
         let c = ServeConfig::load(&ov2, &env(&[("RIPTIDE_LISTEN", "127.0.0.1:9001")])).unwrap();
         assert_eq!(c.listen.port(), 9002);
+    }
+
+    #[test]
+    fn engine_network_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let ov = Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        let c = ServeConfig::load(&ov, &env(&[])).unwrap();
+        assert_eq!(
+            c.engine.encryption,
+            bt_engine::config::EncryptionMode::Prefer
+        );
+        assert!(!c.engine.lsd && c.engine.dht.is_none());
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[engine]\nencryption = \"require\"\nlsd = true\ndht_bootstrap = [\"127.0.0.1:6881\"]\n",
+        )
+        .unwrap();
+        let c = ServeConfig::load(&ov, &env(&[])).unwrap();
+        assert_eq!(
+            c.engine.encryption,
+            bt_engine::config::EncryptionMode::Require
+        );
+        assert!(c.engine.lsd);
+        assert_eq!(c.engine.dht.unwrap().bootstrap, vec!["127.0.0.1:6881"]);
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[engine]\nencryption = \"always\"\n",
+        )
+        .unwrap();
+        let e = ServeConfig::load(&ov, &env(&[])).unwrap_err().to_string();
+        assert!(e.contains("engine.encryption"), "{e}");
     }
 
     #[test]

@@ -93,6 +93,9 @@ async fn start_engine(cfg: &ServeConfig) -> anyhow::Result<Session> {
         resume_dir: Some(cfg.data_dir.join("resume")),
         max_peers_per_torrent: cfg.engine.max_peers_per_torrent,
         max_connections: cfg.engine.max_connections,
+        encryption: cfg.engine.encryption,
+        lsd: cfg.engine.lsd,
+        dht: cfg.engine.dht.clone(),
         ..SessionConfig::default()
     };
     if let Some(port) = cfg.engine.port {
