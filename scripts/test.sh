@@ -39,7 +39,8 @@ APT_PACKAGES=(
   btrfs-progs          # piece-store tests/import.rs: reflink on a loop-mounted btrfs image
   xfsprogs             # piece-store tests/import.rs: reflink on a loop-mounted xfs image
   postgresql           # media-library: the shared suite's PostgreSQL run (cluster started below)
-  util-linux           # setpriv: media-library's unreadable-folder test drops root's DAC override
+  util-linux           # setpriv: media-library's unreadable-folder test drops root's DAC override; unshare: riptide swarm_lsd test's own network namespace
+  iproute2             # ip: sets up lo (multicast) in the swarm_lsd test's own network namespace
 )
 # ----------------------------------------------------------------------------
 if [ -n "${EXTRA_APT_PACKAGES:-}" ]; then
