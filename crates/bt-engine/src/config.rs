@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use bt_proto::mse::EncryptionMode;
+
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
     /// Address for the peer listener and outgoing connections.
@@ -39,6 +41,13 @@ pub struct SessionConfig {
     pub tracker_timeout: Duration,
     /// Always unchoke peers on loopback and private networks.
     pub unchoke_local_peers: bool,
+    /// MSE/PE policy for both directions: `Prefer` tries an encrypted
+    /// handshake first and falls back to plain; `Require` refuses plain
+    /// peers.
+    pub encryption: EncryptionMode,
+    /// Local service discovery (BEP 14): multicast announces on the LAN.
+    /// Off by default: it talks to every host on the local network.
+    pub lsd: bool,
     /// Client name sent in the extension handshake.
     pub client_name: String,
     /// A time-critical block this much later than its holder was expected
@@ -73,6 +82,8 @@ impl Default for SessionConfig {
             peer_timeout: Duration::from_secs(120),
             tracker_timeout: Duration::from_secs(15),
             unchoke_local_peers: true,
+            encryption: EncryptionMode::Prefer,
+            lsd: false,
             client_name: concat!("Riptide ", env!("CARGO_PKG_VERSION")).to_string(),
             critical_duplicate_after: Duration::from_millis(600),
             rng_seed: None,

@@ -3,12 +3,13 @@
 
 use crate::config::SessionConfig;
 use crate::error::EngineError;
-use crate::peer;
+use crate::peer::{self, mse};
 use crate::stats::{SessionStats, TorrentStats};
 use crate::torrent::{self, Progress, Refused, TorrentShared, TorrentState};
 use crate::transport::{Acceptor, Connection, Tcp, Transport};
 use bt_proto::magnet::Magnet;
 use bt_proto::metainfo::Metainfo;
+use bt_proto::mse::{CryptoMethod, CryptoMethods, EncryptionMode, HandshakeRandom};
 use bt_proto::wire::{Handshake, Reserved};
 use bt_proto::{InfoHash, PeerId};
 use parking_lot::{Mutex, RwLock};
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit, watch};
 use tokio::task::JoinHandle;
@@ -39,6 +40,10 @@ pub(crate) struct SessionShared {
     pub transport: Arc<dyn Transport>,
     /// Seeded from the config when a run must be reproducible.
     pub rng: Mutex<StdRng>,
+    /// New addresses found by local service discovery.
+    pub lsd_learned: AtomicU64,
+    /// LSD datagrams and entries thrown away (malformed, over the rate).
+    pub lsd_dropped: AtomicU64,
 }
 
 impl SessionShared {
@@ -100,6 +105,23 @@ impl SessionShared {
 
     pub fn connection_closed(&self) {
         self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Randomness for one MSE handshake, from the session's generator so
+    /// that simulated runs replay.
+    pub fn mse_random(&self) -> HandshakeRandom {
+        mse::handshake_random(&mut *self.rng.lock())
+    }
+
+    /// The info-hash whose `HASH('req2', info-hash)` an MSE initiator sent.
+    /// A linear scan: one SHA-1 of 24 bytes per torrent, small next to the
+    /// Diffie-Hellman exponentiation every MSE handshake costs anyway.
+    fn skey_for(&self, hash: &[u8; 20]) -> Option<[u8; 20]> {
+        self.torrents
+            .read()
+            .keys()
+            .find(|ih| bt_proto::mse::skey_hash(&ih.0) == *hash)
+            .map(|ih| ih.0)
     }
 
     fn handshake_for(&self, info_hash: InfoHash) -> Handshake {
@@ -192,13 +214,23 @@ impl Session {
             http,
             transport,
             rng: Mutex::new(rng),
+            lsd_learned: AtomicU64::new(0),
+            lsd_dropped: AtomicU64::new(0),
         });
         tokio::spawn(accept_loop(shared.clone(), listener));
+        if shared.config.lsd {
+            tokio::spawn(crate::local_discovery::run(shared.clone()));
+        }
         Ok(Session {
             shared,
             listen_addr,
             tasks: Mutex::new(HashMap::new()),
         })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn shared_for_tests(&self) -> &SessionShared {
+        &self.shared
     }
 
     pub fn transport(&self) -> Arc<dyn Transport> {
@@ -271,6 +303,13 @@ impl Session {
             add.paused,
             self.shared.random_u64(),
         );
+        if info_bytes.is_some() {
+            // The info dictionary is known: a peer that connects while the
+            // storage is being set up must not start a ut_metadata fetch,
+            // whose result would set the storage up a second time (and
+            // count pieces verified in between twice).
+            state.metadata = None;
+        }
         for p in peers {
             state.addrs.add(p);
         }
@@ -380,6 +419,8 @@ impl Session {
             s.uploaded += st.up.total();
             s.peers += st.peers.len();
         }
+        s.lsd_learned = self.shared.lsd_learned.load(Ordering::Relaxed);
+        s.lsd_dropped = self.shared.lsd_dropped.load(Ordering::Relaxed);
         s
     }
 }
@@ -559,40 +600,94 @@ async fn accept_loop(shared: Arc<SessionShared>, mut listener: Box<dyn Acceptor>
     }
 }
 
-/// Reads the handshake of an incoming connection and hands it to its
-/// torrent. Returns false if the connection was not admitted.
-async fn accept_one(shared: &Arc<SessionShared>, mut conn: Connection) -> bool {
+/// Tells MSE from a plain handshake, reads the handshake's first 48 bytes
+/// and hands the connection to its torrent. Returns false if the
+/// connection was not admitted.
+async fn accept_one(shared: &Arc<SessionShared>, conn: Connection) -> bool {
     use tokio::io::AsyncReadExt;
-    let mut prefix = [0u8; 48];
-    let read = tokio::time::timeout(
-        shared.config.handshake_timeout,
-        conn.reader.read_exact(&mut prefix),
-    )
-    .await;
-    if !matches!(read, Ok(Ok(_))) {
-        return false;
-    }
+    let remote = conn.remote;
+    let mode = shared.config.encryption;
+    let random = shared.mse_random();
+    let greet = async {
+        let mut acc = mse::accept(conn, mode, random, |h| shared.skey_for(h)).await?;
+        let mut prefix = [0u8; 48];
+        acc.conn.reader.read_exact(&mut prefix).await?;
+        Ok::<_, mse::MseFailure>((acc, prefix))
+    };
+    let (acc, prefix) = match tokio::time::timeout(shared.config.handshake_timeout, greet).await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "incoming handshake failed");
+            return false;
+        }
+        Err(_) => return false,
+    };
     let Ok((reserved, info_hash)) = Handshake::decode_prefix(&prefix) else {
         return false;
     };
+    if acc.skey.is_some_and(|k| k != info_hash.0) {
+        // MSE was for one torrent, the handshake inside it for another.
+        return false;
+    }
     let Some(t) = shared.torrents.read().get(&info_hash).cloned() else {
         return false;
     };
-    start_connection(t, conn, Some(reserved), None).await
+    let link = Link {
+        encrypt: acc.encrypt,
+        method: acc.method,
+    };
+    start_connection(t, acc.conn, Some(reserved), link, None)
+        .await
+        .is_ok()
+}
+
+/// How a connection's bytes are protected after the MSE step.
+pub(crate) struct Link {
+    pub encrypt: mse::Encryptor,
+    /// `None`: no MSE (plain BitTorrent).
+    pub method: Option<CryptoMethod>,
+}
+
+impl Link {
+    fn describe(&self) -> &'static str {
+        match self.method {
+            None => "plain",
+            Some(CryptoMethod::Plaintext) => "mse-plaintext",
+            Some(CryptoMethod::Rc4) => "mse-rc4",
+        }
+    }
+}
+
+/// Why a connection did not run.
+enum StartError {
+    /// The BitTorrent handshake failed; `closed` when the peer hung up.
+    Handshake {
+        closed: bool,
+    },
+    Refused,
 }
 
 /// Handshake, registration and the connection loop for either direction.
+/// `ours_sent`: our handshake already went out (MSE initial payload).
 async fn start_connection(
     t: Arc<TorrentShared>,
     mut conn: Connection,
     incoming: Option<Reserved>,
+    mut link: Link,
     rtt: Option<Duration>,
-) -> bool {
+) -> Result<(), StartError> {
     let addr = conn.remote;
-    let ours = t.session.handshake_for(t.info_hash);
+    // An outgoing MSE handshake carried ours as its initial payload.
+    let ours_sent = incoming.is_none() && link.method.is_some();
+    let mut ours = t.session.handshake_for(t.info_hash).encode();
+    if let Some(rc4) = link.encrypt.as_mut().filter(|_| !ours_sent) {
+        // Only bytes that are sent may pass the keystream.
+        rc4.apply(&mut ours);
+    }
     let (reserved, peer_id) = match peer::handshake(
         &mut conn,
-        &ours,
+        (!ours_sent).then_some(&ours[..]),
+        &t.info_hash,
         incoming,
         t.session.config.handshake_timeout,
     )
@@ -601,44 +696,172 @@ async fn start_connection(
         Ok(x) => x,
         Err(e) => {
             tracing::debug!(%addr, error = %e, "handshake failed");
-            return false;
+            let closed = matches!(&e, peer::PeerError::Io(io) if mse::is_closed(io));
+            return Err(StartError::Handshake { closed });
         }
     };
-    let registered = t
-        .state
-        .lock()
-        .register_peer(addr, peer_id, reserved, incoming.is_some(), rtt);
+    let registered = {
+        let mut st = t.state.lock();
+        let r = st.register_peer(addr, peer_id, reserved, incoming.is_some(), rtt);
+        if let Ok((key, _)) = &r
+            && let Some(p) = st.peers.get_mut(key)
+        {
+            p.encrypted = link.encrypt.is_some();
+        }
+        r
+    };
     match registered {
         Ok((key, notify)) => {
-            tracing::debug!(%addr, ?peer_id, "peer connected");
-            peer::run(t, key, conn, notify).await;
-            true
+            tracing::debug!(
+                %addr,
+                ?peer_id,
+                incoming = incoming.is_some(),
+                link = link.describe(),
+                "peer connected"
+            );
+            peer::run(t, key, conn, link.encrypt, notify).await;
+            Ok(())
         }
         Err(why) => {
             if why != Refused::Duplicate {
                 tracing::debug!(%addr, ?why, "connection refused");
             }
-            false
+            Err(StartError::Refused)
         }
+    }
+}
+
+/// One way of opening an outgoing connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attempt {
+    Plain,
+    Mse(CryptoMethods),
+}
+
+/// The attempts for one outgoing connection, in order. Each later attempt
+/// is made only when the one before failed as `retry_after` allows.
+fn attempts(mode: EncryptionMode) -> &'static [Attempt] {
+    match mode {
+        EncryptionMode::Disabled => &[Attempt::Plain],
+        // Plain after a failed MSE attempt (a peer without MSE hangs up);
+        // MSE once more when the plain one was refused too (a peer that
+        // requires encryption and dropped our first key, see below).
+        EncryptionMode::Prefer => &[
+            Attempt::Mse(CryptoMethods::BOTH),
+            Attempt::Plain,
+            Attempt::Mse(CryptoMethods::BOTH),
+        ],
+        // libtorrent 2.0 as MSE receiver hangs up on 1 in 256 handshakes
+        // (it hashes S without leading zero bytes); a new key avoids that.
+        EncryptionMode::Require => &[Attempt::Mse(CryptoMethods::RC4); 2],
+    }
+}
+
+/// Whether a failed attempt is worth following with the next one.
+fn retry_after(failed: Attempt, closed: bool, mode: EncryptionMode) -> bool {
+    match failed {
+        // Anything short of MSE working falls back to plain in prefer mode.
+        Attempt::Mse(_) if mode == EncryptionMode::Prefer => true,
+        _ => closed,
     }
 }
 
 /// An outgoing connection attempt; the caller reserved the slots.
 pub(crate) async fn connect_out(t: Arc<TorrentShared>, addr: SocketAddr) {
     let config = t.session.config.clone();
-    let connect = t.session.transport.connect(config.bind_ip, addr);
-    let started = tokio::time::Instant::now();
-    let stream = tokio::time::timeout(config.connect_timeout, connect).await;
-    let rtt = started.elapsed();
-    let Ok(Ok(conn)) = stream else {
+    let mut half_open = true;
+    for &attempt in attempts(config.encryption) {
+        let connect = t.session.transport.connect(config.bind_ip, addr);
+        let started = tokio::time::Instant::now();
+        let stream = tokio::time::timeout(config.connect_timeout, connect).await;
+        let rtt = started.elapsed();
+        let Ok(Ok(conn)) = stream else {
+            break;
+        };
+        if std::mem::take(&mut half_open) {
+            t.session.connect_finished(true);
+        }
+        let (conn, link) = match attempt {
+            Attempt::Plain => (
+                conn,
+                Link {
+                    encrypt: None,
+                    method: None,
+                },
+            ),
+            Attempt::Mse(provide) => {
+                let ours = t.session.handshake_for(t.info_hash).encode();
+                let random = t.session.mse_random();
+                let mse = mse::initiate(conn, &t.info_hash, provide, &ours, random);
+                match tokio::time::timeout(config.handshake_timeout, mse).await {
+                    Ok(Ok((conn, encrypt, method))) => (
+                        conn,
+                        Link {
+                            encrypt,
+                            method: Some(method),
+                        },
+                    ),
+                    Ok(Err(e)) => {
+                        tracing::debug!(%addr, error = %e, "MSE handshake failed");
+                        let closed = matches!(e, mse::MseFailure::Closed);
+                        if retry_after(attempt, closed, config.encryption) {
+                            continue;
+                        }
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%addr, "MSE handshake timed out");
+                        if retry_after(attempt, false, config.encryption) {
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            }
+        };
+        match start_connection(t.clone(), conn, None, link, Some(rtt)).await {
+            // `peer::run` released the connection slot when it ended.
+            Ok(()) => return,
+            Err(StartError::Refused) => break,
+            Err(StartError::Handshake { closed }) => {
+                if !retry_after(attempt, closed, config.encryption) {
+                    break;
+                }
+            }
+        }
+    }
+    if half_open {
         t.session.connect_finished(false);
-        t.state.lock().addrs.closed(addr, true);
-        return;
-    };
-    t.session.connect_finished(true);
-    // `peer::run` releases the slot itself when a registered connection ends.
-    if !start_connection(t.clone(), conn, None, Some(rtt)).await {
+    } else {
         t.session.connection_closed();
-        t.state.lock().addrs.closed(addr, true);
+    }
+    t.state.lock().addrs.closed(addr, true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The outgoing policy: which failure leads to which next attempt.
+    #[test]
+    fn outgoing_attempts_follow_the_mode() {
+        use EncryptionMode::*;
+        assert_eq!(attempts(Disabled), &[Attempt::Plain]);
+        let prefer = attempts(Prefer);
+        assert_eq!(prefer[0], Attempt::Mse(CryptoMethods::BOTH));
+        // Any MSE failure falls back to plain in prefer mode ...
+        assert!(retry_after(prefer[0], false, Prefer));
+        assert_eq!(prefer[1], Attempt::Plain);
+        // ... and a plain attempt the peer hung up on gets one more MSE try
+        // (a peer requiring encryption that dropped our first key).
+        assert!(retry_after(prefer[1], true, Prefer));
+        assert!(!retry_after(prefer[1], false, Prefer));
+        assert_eq!(prefer.len(), 3);
+        // Require: RC4 only, and a second key only after a hang-up (the
+        // 1-in-256 libtorrent case), not after a timeout or bad reply.
+        let require = attempts(Require);
+        assert_eq!(require, &[Attempt::Mse(CryptoMethods::RC4); 2]);
+        assert!(retry_after(require[0], true, Require));
+        assert!(!retry_after(require[0], false, Require));
     }
 }

@@ -49,6 +49,11 @@ pub struct TorrentStats {
     /// Received bytes that were thrown away (duplicates, failed pieces).
     pub wasted: u64,
     pub failed_hashes: u32,
+    /// New peer addresses learned through PEX (BEP 11).
+    pub pex_learned: u64,
+    /// PEX messages and entries thrown away (malformed, over the limits,
+    /// too frequent, private torrent).
+    pub pex_dropped: u64,
     pub peers: usize,
     pub seeds: usize,
     pub known_peers: usize,
@@ -69,6 +74,8 @@ pub struct PeerInfo {
     /// From the BEP 10 handshake (`v`), when the peer sent one.
     pub client: Option<String>,
     pub incoming: bool,
+    /// The connection is RC4-encrypted (MSE).
+    pub encrypted: bool,
     pub seed: bool,
     pub am_choking: bool,
     pub am_interested: bool,
@@ -99,4 +106,8 @@ pub struct SessionStats {
     pub downloaded: u64,
     pub uploaded: u64,
     pub peers: usize,
+    /// Peer addresses found by local service discovery (BEP 14).
+    pub lsd_learned: u64,
+    /// LSD datagrams and entries thrown away (malformed, over the rate).
+    pub lsd_dropped: u64,
 }

@@ -15,6 +15,7 @@ use crate::session::SessionShared;
 use crate::stats::{TorrentStats, TorrentStatus};
 use bt_proto::metadata::MetadataAssembler;
 use bt_proto::metainfo::Info;
+use bt_proto::pex::PexFlags;
 use bt_proto::{InfoHash, PeerId};
 use parking_lot::Mutex;
 use piece_store::{Journal, Layout, ResumeStore, Storage, StorageOptions};
@@ -87,6 +88,11 @@ pub(crate) struct TorrentState {
     pub up: RateMeter,
     pub wasted: u64,
     pub failed_hashes: u32,
+    /// New addresses learned through PEX.
+    pub pex_learned: u64,
+    /// PEX messages and entries thrown away: malformed, over the limits,
+    /// too frequent, or for a private torrent.
+    pub pex_dropped: u64,
     choker: Choker,
     last_rechoke: Instant,
     last_keepalive: Instant,
@@ -263,6 +269,8 @@ impl TorrentState {
             up: RateMeter::default(),
             wasted: 0,
             failed_hashes: 0,
+            pex_learned: 0,
+            pex_dropped: 0,
             choker: Choker::new(slots),
             last_rechoke: Instant::now(),
             last_keepalive: Instant::now(),
@@ -346,6 +354,7 @@ impl TorrentState {
                 incoming,
                 local,
                 fast: reserved.has(Reserved::FAST),
+                encrypted: false,
                 extensions: reserved.has(Reserved::EXTENSION_PROTOCOL),
                 ext: None,
                 reqq: None,
@@ -370,6 +379,7 @@ impl TorrentState {
                 last_received: now,
                 haves_sent: 0,
                 metadata_requests: Vec::new(),
+                pex: Default::default(),
                 outbox: Default::default(),
                 notify: notify.clone(),
             },
@@ -469,6 +479,11 @@ impl TorrentState {
     /// Installs the plan once storage is ready (metadata known, resume data
     /// loaded or files checked).
     fn install_meta(&mut self, meta: Meta) {
+        if self.meta.is_some() {
+            // Replacing live storage would lose pieces in flight.
+            tracing::warn!(torrent = %self.info_hash, "metadata arrived twice; keeping the first");
+            return;
+        }
         let n = meta.picker.num_pieces();
         tracing::info!(
             torrent = %self.info_hash,
@@ -758,8 +773,54 @@ impl TorrentState {
             self.last_rechoke = now;
             self.rechoke();
         }
+        self.queue_pex(now);
         for p in self.peers.values() {
             p.wake();
+        }
+    }
+
+    /// Gives every peer that is due its next `ut_pex` message.
+    fn queue_pex(&mut self, now: Instant) {
+        // Before the metadata we cannot know whether the torrent is private.
+        if self.private || self.meta.is_none() {
+            return;
+        }
+        let due = |p: &PeerEntry| {
+            p.ext.as_ref().is_some_and(|e| e.ut_pex.is_some())
+                && p.pex.next_send.is_some_and(|t| t <= now)
+                && p.outbox.pex.is_none()
+        };
+        if !self.peers.values().any(due) {
+            return;
+        }
+        let current: BTreeMap<SocketAddr, PexFlags> = self
+            .peers
+            .values()
+            .filter_map(|p| {
+                let addr = p.connectable_addr()?;
+                let mut flags = PexFlags::default();
+                if p.is_seed() {
+                    flags = flags | PexFlags::SEED;
+                }
+                if !p.incoming {
+                    flags = flags | PexFlags::REACHABLE;
+                }
+                if p.ext.as_ref().is_some_and(|e| e.prefers_encryption) {
+                    flags = flags | PexFlags::ENCRYPTION;
+                }
+                Some((addr, flags))
+            })
+            .collect();
+        for p in self.peers.values_mut() {
+            if !due(p) {
+                continue;
+            }
+            p.pex.next_send = Some(now + crate::peer_exchange::SEND_EVERY);
+            let except = p.connectable_addr();
+            if let Some(msg) = crate::peer_exchange::next_message(&mut p.pex.told, &current, except)
+            {
+                p.outbox.pex = Some(msg.encode());
+            }
         }
     }
 
@@ -839,6 +900,8 @@ impl TorrentState {
             uploaded: self.up.total(),
             wasted: self.wasted,
             failed_hashes: self.failed_hashes,
+            pex_learned: self.pex_learned,
+            pex_dropped: self.pex_dropped,
             peers: self.peers.len(),
             seeds: self.peers.values().filter(|p| p.is_seed()).count(),
             known_peers: self.addrs.entries.len(),
@@ -858,6 +921,7 @@ impl TorrentState {
                 addr: p.addr,
                 client: p.ext.as_ref().and_then(|e| e.client.clone()),
                 incoming: p.incoming,
+                encrypted: p.encrypted,
                 seed: p.is_seed(),
                 am_choking: p.am_choking,
                 am_interested: p.am_interested,

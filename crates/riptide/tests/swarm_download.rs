@@ -391,3 +391,375 @@ fn swarm_disk_full_is_reported() {
     );
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// Small two-file payload for the peer-network tests.
+fn small_payload(work: &Workdir, name: &str, seed: u64) -> Payload {
+    make_payload(&work.subdir("seed"), name, &[3_000_017, 1_048_576], seed)
+}
+
+/// How many "peer connected" lines of riptide's log match `pred`.
+fn connected_lines(log: &str, pred: impl Fn(&str) -> bool) -> usize {
+    log.lines()
+        .filter(|l| l.contains("peer connected") && pred(l))
+        .count()
+}
+
+/// Issue 7, MSE/PE outgoing: riptide in `require` mode downloads from a
+/// libtorrent seeder that forces RC4 both ways (pe_forced, pe_rc4).
+#[test]
+fn swarm_encrypted_download_from_forced_libtorrent() {
+    require_or_skip!("opentracker", "mktorrent", LIBTORRENT);
+    let work = Workdir::new("rt-mse-out");
+    let payload = small_payload(&work, "mse-out", 71);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let opts = SeedOpts {
+        net: LtNet {
+            encryption_forced: true,
+            ..LtNet::default()
+        },
+        ..SeedOpts::default()
+    };
+    let seed_ip = loopback_ip(61);
+    let _seed = LibtorrentPeer::seed(&work, &torrent, &payload.root, seed_ip, opts);
+    let out = work.subdir("out");
+    let extra = ["--encryption".to_string(), "require".to_string()];
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, loopback_ip(51), &extra);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    let log = rt.log();
+    assert!(
+        connected_lines(&log, |l| {
+            l.contains(&seed_ip.to_string())
+                && l.contains("incoming=false")
+                && l.contains("mse-rc4")
+        }) > 0,
+        "no RC4 connection to the seeder:\n{log}"
+    );
+    assert_eq!(
+        connected_lines(&log, |l| l.contains("plain")),
+        0,
+        "a plain connection in require mode:\n{log}"
+    );
+}
+
+/// Issue 7, MSE/PE incoming: a libtorrent seeder that forces RC4 connects
+/// to riptide (it is not on the tracker), riptide detects MSE, finds the
+/// torrent by its `HASH('req2', info-hash)` and downloads.
+#[test]
+fn swarm_encrypted_incoming_from_forced_libtorrent() {
+    require_or_skip!("opentracker", "mktorrent", LIBTORRENT);
+    let work = Workdir::new("rt-mse-in");
+    let payload = small_payload(&work, "mse-in", 72);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let rt_ip = loopback_ip(52);
+    let rt_port = free_port(rt_ip);
+    let out = work.subdir("out");
+    let extra = [
+        "--encryption".to_string(),
+        "require".to_string(),
+        "--port".to_string(),
+        rt_port.to_string(),
+    ];
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, rt_ip, &extra);
+    let opts = SeedOpts {
+        announce: false,
+        push_to: vec![SocketAddr::from((rt_ip, rt_port))],
+        net: LtNet {
+            encryption_forced: true,
+            ..LtNet::default()
+        },
+        ..SeedOpts::default()
+    };
+    let _seed = LibtorrentPeer::seed(&work, &torrent, &payload.root, loopback_ip(62), opts);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    let log = rt.log();
+    assert!(
+        connected_lines(&log, |l| l.contains("incoming=true")
+            && l.contains("mse-rc4"))
+            > 0,
+        "no incoming RC4 connection:\n{log}"
+    );
+}
+
+/// Issue 7, MSE/PE against a second implementation: transmission-daemon
+/// with `encryption: 2` (required) seeds to riptide in `require` mode.
+#[test]
+fn swarm_encrypted_download_from_transmission_requiring_it() {
+    require_or_skip!("opentracker", "mktorrent", "transmission-daemon");
+    let work = Workdir::new("rt-mse-tr");
+    let payload = small_payload(&work, "mse-tr", 73);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let tr_ip = loopback_ip(63);
+    let _seed = TransmissionPeer::seed_with(
+        &work,
+        &torrent,
+        &payload.root,
+        tr_ip,
+        TrEncryption::Required,
+    );
+    tracker
+        .wait_seeders(&torrent.info_hash_hex, 1, Duration::from_secs(60))
+        .expect("transmission announces");
+    let out = work.subdir("out");
+    let extra = ["--encryption".to_string(), "require".to_string()];
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, loopback_ip(53), &extra);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    let log = rt.log();
+    assert!(
+        connected_lines(&log, |l| l.contains(&tr_ip.to_string())
+            && l.contains("mse-rc4"))
+            > 0,
+        "no RC4 connection to transmission:\n{log}"
+    );
+}
+
+/// Issue 7, `require` refuses plain peers: a client that sends a plain
+/// BitTorrent handshake for the torrent gets no handshake back, only the
+/// connection closed. The same client is answered in `prefer` mode, so the
+/// refusal is the encryption policy and not some other check.
+#[test]
+fn swarm_require_mode_refuses_plain_peer() {
+    use std::io::{Read, Write};
+    require_or_skip!("opentracker", "mktorrent");
+    let work = Workdir::new("rt-mse-refuse");
+    let payload = small_payload(&work, "mse-refuse", 74);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let mut handshake = b"\x13BitTorrent protocol".to_vec();
+    handshake.extend_from_slice(&[0u8; 8]);
+    handshake.extend_from_slice(&torrent.info_hash());
+    handshake.extend_from_slice(b"-XX0001-plain-client");
+    // Bytes the client gets back before the connection ends (or 30 s pass).
+    let answer = |addr: SocketAddr| -> Vec<u8> {
+        let start = Instant::now();
+        let mut stream = loop {
+            match std::net::TcpStream::connect(addr) {
+                Ok(s) => break s,
+                Err(e) if start.elapsed() > Duration::from_secs(30) => {
+                    work.dump_logs();
+                    panic!("riptide never listened on {addr}: {e}")
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(&handshake).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        // Enough to see a handshake; a refused client sees end-of-file.
+        while got.len() < 68 {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    };
+    for (mode, ip) in [("require", 54), ("prefer", 55)] {
+        let ip = loopback_ip(ip);
+        let port = free_port(ip);
+        let out = work.subdir(format!("out-{mode}"));
+        let extra = [
+            "--encryption".to_string(),
+            mode.to_string(),
+            "--port".to_string(),
+            port.to_string(),
+            "--stall-timeout".to_string(),
+            "0".to_string(),
+        ];
+        let _rt = Riptide::start(&work, path_arg(&torrent), &out, ip, &extra);
+        let got = answer(SocketAddr::from((ip, port)));
+        if mode == "require" {
+            assert!(
+                got.is_empty(),
+                "require mode answered a plain peer: {got:?}"
+            );
+        } else {
+            assert!(
+                got.starts_with(b"\x13BitTorrent protocol"),
+                "prefer mode did not answer a plain peer: {got:?}"
+            );
+        }
+    }
+}
+
+/// Issue 7, PEX (BEP 11): seeder B is on no tracker; only A connects to
+/// it. A is a libtorrent leecher on the tracker, downloading slowly from B
+/// (libtorrent drops seed-to-seed connections, so A must be a leecher to
+/// stay connected to B). Riptide knows only A, learns B's address from A's
+/// `ut_pex` messages, connects to B and downloads from it: B uploads more
+/// than A ever downloaded.
+#[test]
+fn swarm_pex_finds_a_peer_not_on_the_tracker() {
+    require_or_skip!("opentracker", "mktorrent", LIBTORRENT);
+    let work = Workdir::new("rt-pex");
+    let payload = make_payload(&work.subdir("seed"), "pex", &[6_000_000, 2_000_003], 75);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let b_ip = loopback_ip(65);
+    // B does not process PEX itself, so it never learns riptide's address:
+    // a connection between them must be riptide's.
+    let mut b = LibtorrentPeer::seed(
+        &work,
+        &torrent,
+        &payload.root,
+        b_ip,
+        SeedOpts {
+            announce: false,
+            ..SeedOpts::default()
+        },
+    );
+    let b_addr = b.listen_addr();
+    let mut a = LibtorrentPeer::leech(
+        &work,
+        &torrent,
+        &work.subdir("a-out"),
+        loopback_ip(64),
+        LeechOpts {
+            download_limit_bps: Some(20_000),
+            connect_to: vec![b_addr],
+            net: LtNet {
+                pex: true,
+                ..LtNet::default()
+            },
+            ..LeechOpts::default()
+        },
+    );
+    a.wait_for(Duration::from_secs(30), "A to connect to B", |s| {
+        s.peers.iter().any(|p| p == &b_addr.to_string()) && s.announces > 0
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = work.subdir("out");
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, loopback_ip(56), &[]);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    let log = rt.log();
+    assert!(
+        log.contains("peers learned through PEX"),
+        "riptide learned nothing through PEX:\n{log}"
+    );
+    assert!(
+        connected_lines(&log, |l| l.contains(&format!("addr={b_addr} "))
+            && l.contains("incoming=false"))
+            > 0,
+        "riptide never connected to B at {b_addr}:\n{log}"
+    );
+    let a_status = a.status();
+    let b_status = b
+        .wait_for(Duration::from_secs(10), "B's status", |_| true)
+        .unwrap();
+    assert!(
+        b_status.total_payload_upload > a_status.total_payload_download,
+        "B uploaded no more than A downloaded: riptide got nothing from B ({b_status:?}, {a_status:?})"
+    );
+}
+
+/// Set in the copy of a test that runs inside its own network namespace.
+const NETNS_ENV: &str = "RIPTIDE_TEST_IN_NETNS";
+
+/// Runs `test` of this binary again inside a new network namespace whose
+/// only interface is `lo`, with multicast routed to it, so that multicast
+/// (LSD) never leaves the machine. Returns false when this already is
+/// that copy (the caller then runs the test body).
+fn rerun_in_own_netns(test: &str) -> bool {
+    if std::env::var_os(NETNS_ENV).is_some() {
+        return false;
+    }
+    let probe = Command::new("unshare")
+        .args(["--net", "true"])
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        let why = "skipping: cannot create a network namespace (unshare --net needs root)";
+        if std::env::var(STRICT_ENV).is_ok_and(|v| v == "1") {
+            panic!("{why} [{STRICT_ENV}=1 makes this an error]");
+        }
+        eprintln!("{why}");
+        return true;
+    }
+    let status = Command::new("unshare")
+        .args([
+            "--net",
+            "sh",
+            "-c",
+            "ip link set lo up && ip link set lo multicast on \
+             && ip route add 239.0.0.0/8 dev lo && exec \"$0\" \"$@\"",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(NETNS_ENV, "1")
+        .status()
+        .expect("run the test in a network namespace");
+    assert!(status.success(), "{test} failed in its network namespace");
+    true
+}
+
+/// Issue 7, LSD (BEP 14): a libtorrent seeder on no tracker and riptide
+/// find each other by multicast announces (both directions are checked:
+/// libtorrent parses riptide's announce, riptide parses libtorrent's), and
+/// riptide downloads. Runs in a network namespace of its own (only `lo`),
+/// so no datagram reaches a real network.
+#[test]
+fn swarm_lsd_finds_a_local_peer() {
+    require_or_skip!("opentracker", "mktorrent", LIBTORRENT, "unshare", "ip");
+    if rerun_in_own_netns("swarm_lsd_finds_a_local_peer") {
+        return;
+    }
+    let work = Workdir::new("rt-lsd");
+    let payload = small_payload(&work, "lsd", 76);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let lt_ip = loopback_ip(66);
+    let rt_ip = loopback_ip(57);
+    let seed = LibtorrentPeer::seed(
+        &work,
+        &torrent,
+        &payload.root,
+        lt_ip,
+        SeedOpts {
+            announce: false,
+            net: LtNet {
+                lsd: true,
+                ..LtNet::default()
+            },
+            ..SeedOpts::default()
+        },
+    );
+    let out = work.subdir("out");
+    // `--seed` keeps riptide running after the download, so it hears the
+    // seeder's next announce even when the seeder found it first.
+    let mut rt = Riptide::start(
+        &work,
+        path_arg(&torrent),
+        &out,
+        rt_ip,
+        &["--lsd".to_string(), "--seed".to_string()],
+    );
+    rt.wait_log(&work, "the download to finish", |l| l.contains("done: "));
+    payload.assert_downloaded_to(&out);
+    rt.wait_log(&work, "the seeder found by LSD", |l| {
+        l.lines().any(|l| {
+            l.contains("peer found by local service discovery") && l.contains(&lt_ip.to_string())
+        })
+    });
+    let lt_log = std::fs::read_to_string(seed.proc().log_path()).unwrap_or_default();
+    assert!(
+        lt_log
+            .lines()
+            .any(|l| l.contains("local service discovery") && l.contains(&rt_ip.to_string())),
+        "libtorrent never received riptide's LSD announce:\n{lt_log}"
+    );
+}

@@ -16,7 +16,12 @@ Protocol with the Rust side:
   * connects out to every `ip:port` line of `connect_file` (re-read every 0.5 s,
     retried while not connected);
   * exits by itself when the parent process is gone or after `max_life` seconds.
-Only loopback addresses are used; DHT, LSD, UPnP, NAT-PMP, PEX and uTP are off.
+Only loopback addresses are used; UPnP, NAT-PMP and uTP are off. PEX, LSD and
+DHT are off unless the config asks for them (`pex`, `lsd`, `dht_nodes`; LSD
+only in a test's own network namespace, where multicast stays on `lo`); with DHT on,
+the only bootstrap nodes are the `dht_nodes` given (loopback addresses), never
+libtorrent's public default. `encryption: "forced"` makes the peer accept and
+make only RC4-encrypted (MSE/PE) connections.
 """
 import json
 import os
@@ -49,6 +54,7 @@ def make_session(cfg):
         "listen_interfaces": "%s:%d" % (cfg["ip"], cfg["port"]),
         "outgoing_interfaces": cfg["ip"],
         "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+        "dht_bootstrap_nodes": "",
         # uTP off: every reference client in the harness talks TCP, and our engine starts with TCP.
         "enable_incoming_utp": False, "enable_outgoing_utp": False,
         # Several test peers share 127.0.0.x: without this libtorrent refuses all but one per IP.
@@ -61,6 +67,25 @@ def make_session(cfg):
         # Announce (and re-announce) promptly; the tracker is local.
         "min_announce_interval": 1,
     })
+    if cfg.get("encryption") == "forced":
+        s.update({"out_enc_policy": 0, "in_enc_policy": 0,  # pe_forced
+                  "allowed_enc_level": 2,  # pe_rc4
+                  "prefer_rc4": True})
+    if cfg.get("lsd"):
+        # Only inside a test's own network namespace: LSD multicasts to the LAN.
+        s.update({"enable_lsd": True, "local_service_announce_interval": 2})
+    dht_nodes = cfg.get("dht_nodes")
+    if dht_nodes is not None:
+        s.update({
+            "enable_dht": True,
+            # Never the public default (dht.libtorrent.org): only the test's own nodes.
+            "dht_bootstrap_nodes": ",".join(dht_nodes),
+            # All test nodes share 127.0.0.0/24, which these filters would reject as a
+            # Sybil pattern; and loopback counts as "dark internet".
+            "dht_restrict_routing_ips": False, "dht_restrict_search_ips": False,
+            "dht_ignore_dark_internet": False, "dht_prefer_verified_node_ids": False,
+            "dht_announce_interval": 5,
+        })
     if cfg.get("upload_limit") or cfg.get("download_limit"):
         # The limiter hands out quota per tick (default 500 ms), which would quantise latencies.
         s["tick_interval"] = 50
@@ -73,6 +98,13 @@ def make_session(cfg):
         f.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
         ses.set_peer_class_filter(f)
     return ses
+
+
+def dht_node_count(ses):
+    try:
+        return ses.status().dht_nodes
+    except Exception:  # deprecated API missing from this build
+        return 0
 
 
 def main():
@@ -89,7 +121,12 @@ def main():
     flags = atp.flags
     # default_flags include `paused` (the auto-manager would start it); we manage it ourselves.
     flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
-    flags |= lt.torrent_flags.disable_pex | lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
+    if not cfg.get("lsd"):
+        flags |= lt.torrent_flags.disable_lsd
+    if not cfg.get("pex"):
+        flags |= lt.torrent_flags.disable_pex
+    if cfg.get("dht_nodes") is None:
+        flags |= lt.torrent_flags.disable_dht
     if not cfg.get("announce", True):
         # Drop the .torrent's / magnet's trackers: this peer is reachable only by address.
         atp.trackers = []
@@ -163,6 +200,7 @@ def main():
             "total_payload_upload": st.total_payload_upload,
             "total_payload_download": st.total_payload_download,
             "error": error.replace("\n", " "),
+            "dht_nodes": dht_node_count(ses),
         }
         lines.update(counters)
         tmp = status_file + ".tmp"

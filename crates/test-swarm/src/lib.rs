@@ -31,7 +31,8 @@
 //! - every wait has a timeout and failures carry the tail of the process log; a
 //!   panicking test prints the tail of every log in its workdir;
 //! - only 127.0.0.0/8 is used: DHT, LSD, PEX, UPnP and NAT-PMP are off in every
-//!   client, and each peer gets its own 127.0.0.N ([`loopback_ip`]) so that
+//!   client unless a test switches PEX or DHT on for a libtorrent peer ([`LtNet`];
+//!   its DHT then bootstraps only from the test's loopback nodes), and each peer gets its own 127.0.0.N ([`loopback_ip`]) so that
 //!   per-IP logic (libtorrent's one-connection-per-IP rule, bans) behaves as on a
 //!   real network.
 //!
@@ -56,13 +57,13 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use aria2::Aria2Peer;
-pub use libtorrent::{LeechOpts, LibtorrentPeer, LtStatus, SeedOpts};
+pub use libtorrent::{LeechOpts, LibtorrentPeer, LtNet, LtStatus, SeedOpts};
 pub use payload::{Payload, assert_same_tree, compare_trees, make_payload};
 pub use process::{Proc, Workdir, wait_until};
 pub use qbittorrent::QbittorrentPeer;
 pub use torrent::{Torrent, make_torrent};
 pub use tracker::Tracker;
-pub use transmission::TransmissionPeer;
+pub use transmission::{TrEncryption, TransmissionPeer};
 
 /// The interpreter for libtorrent: Debian's python3-libtorrent is built for
 /// `/usr/bin/python3`; the `python3` on PATH may be a pyenv build without it.

@@ -45,6 +45,25 @@ pub struct SeedOpts {
     /// Announce to the torrent's tracker (default true). When false the seeder is
     /// reachable only through `push_to` / `listen_addr()`.
     pub announce: bool,
+    /// Network features off by default (encryption, PEX, DHT).
+    pub net: LtNet,
+}
+
+/// libtorrent features a test can switch on; all off by default, so that who
+/// talks to whom stays explicit.
+#[derive(Debug, Clone, Default)]
+pub struct LtNet {
+    /// MSE/PE forced both ways, RC4 only (`pe_forced`, `pe_rc4`): plain peers are
+    /// refused.
+    pub encryption_forced: bool,
+    /// ut_pex (BEP 11) for the torrent.
+    pub pex: bool,
+    /// Local service discovery (BEP 14). It multicasts to the LAN: only in a
+    /// network namespace the test made itself (see riptide's LSD test).
+    pub lsd: bool,
+    /// DHT on, bootstrapping only from these nodes (may be empty: a first node
+    /// that others bootstrap from). `None`: DHT off. Loopback addresses only.
+    pub dht_nodes: Option<Vec<SocketAddr>>,
 }
 
 impl Default for SeedOpts {
@@ -55,6 +74,7 @@ impl Default for SeedOpts {
             corrupt: false,
             corrupt_pieces: Vec::new(),
             announce: true,
+            net: LtNet::default(),
         }
     }
 }
@@ -70,6 +90,8 @@ pub struct LeechOpts {
     pub announce: bool,
     /// Download pieces in order.
     pub sequential: bool,
+    /// Network features off by default (encryption, PEX, DHT).
+    pub net: LtNet,
 }
 
 impl Default for LeechOpts {
@@ -80,6 +102,7 @@ impl Default for LeechOpts {
             connect_to: Vec::new(),
             announce: true,
             sequential: false,
+            net: LtNet::default(),
         }
     }
 }
@@ -105,6 +128,8 @@ pub struct LtStatus {
     pub total_payload_download: u64,
     /// Torrent or file error reported by libtorrent, empty if none.
     pub error: String,
+    /// Nodes in the DHT routing table (0 with DHT off).
+    pub dht_nodes: u64,
 }
 
 impl LtStatus {
@@ -136,6 +161,7 @@ impl LtStatus {
             total_payload_upload: num("total_payload_upload"),
             total_payload_download: num("total_payload_download"),
             error: kv.get("error").unwrap_or(&"").to_string(),
+            dht_nodes: num("dht_nodes"),
         }
     }
 }
@@ -192,6 +218,7 @@ impl LibtorrentPeer {
             announce: opts.announce,
             trust_have_all: opts.corrupt,
             sequential: false,
+            net: &opts.net,
         };
         let mut peer = Self::start(work, &name, &dir, cfg, &opts.push_to);
         peer.corrupted = corrupted;
@@ -225,6 +252,7 @@ impl LibtorrentPeer {
             announce: opts.announce,
             trust_have_all: false,
             sequential: opts.sequential,
+            net: &opts.net,
         };
         Self::start(work, &name, &dir, cfg, &opts.connect_to)
     }
@@ -253,7 +281,8 @@ impl LibtorrentPeer {
             concat!(
                 "{{\"role\":\"{}\",\"torrent\":{},\"magnet\":{},\"save_path\":{},\"ip\":\"{}\",\"port\":{},",
                 "\"upload_limit\":{},\"download_limit\":{},\"announce\":{},\"trust_have_all\":{},",
-                "\"sequential\":{},\"status_file\":{},\"connect_file\":{},\"parent_pid\":{},\"max_life\":3600}}"
+                "\"sequential\":{},\"status_file\":{},\"connect_file\":{},\"parent_pid\":{},\"max_life\":3600,",
+                "\"encryption\":{},\"pex\":{},\"lsd\":{},\"dht_nodes\":{}}}"
             ),
             cfg.role,
             torrent,
@@ -269,6 +298,24 @@ impl LibtorrentPeer {
             json_str(&status_file.to_string_lossy()),
             json_str(&connect_file.to_string_lossy()),
             std::process::id(),
+            if cfg.net.encryption_forced {
+                "\"forced\""
+            } else {
+                "null"
+            },
+            cfg.net.pex,
+            cfg.net.lsd,
+            match &cfg.net.dht_nodes {
+                None => "null".to_string(),
+                Some(nodes) => format!(
+                    "[{}]",
+                    nodes
+                        .iter()
+                        .map(|n| json_str(&n.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            },
         );
         let mut cmd = Command::new(PYTHON);
         cmd.arg("-u").arg(&script).arg(json).current_dir(dir);
@@ -377,6 +424,7 @@ struct Config<'a> {
     announce: bool,
     trust_have_all: bool,
     sequential: bool,
+    net: &'a LtNet,
 }
 
 fn torrent_has_tracker(t: &Torrent) -> bool {

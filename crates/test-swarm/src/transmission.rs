@@ -39,6 +39,28 @@ pub struct TransmissionPeer {
     has_tracker: bool,
 }
 
+/// Transmission's `encryption` setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TrEncryption {
+    /// 0: plain preferred, encrypted peers accepted.
+    Tolerated,
+    /// 1 (Transmission's default): encrypted preferred, plain accepted.
+    #[default]
+    Preferred,
+    /// 2: only encrypted (MSE/PE) peers.
+    Required,
+}
+
+impl TrEncryption {
+    fn setting(self) -> u8 {
+        match self {
+            TrEncryption::Tolerated => 0,
+            TrEncryption::Preferred => 1,
+            TrEncryption::Required => 2,
+        }
+    }
+}
+
 impl TransmissionPeer {
     /// Seeds `torrent` from `data_dir` (holding `torrent.name`). Transmission
     /// hash-checks the data first. Returns once it is seeding and, if the torrent
@@ -49,7 +71,18 @@ impl TransmissionPeer {
         data_dir: &Path,
         ip: Ipv4Addr,
     ) -> TransmissionPeer {
-        let mut p = Self::start(work, "transmission-seed", torrent, data_dir, ip);
+        Self::seed_with(work, torrent, data_dir, ip, TrEncryption::default())
+    }
+
+    /// [`TransmissionPeer::seed`] with an encryption setting.
+    pub fn seed_with(
+        work: &Workdir,
+        torrent: &Torrent,
+        data_dir: &Path,
+        ip: Ipv4Addr,
+        encryption: TrEncryption,
+    ) -> TransmissionPeer {
+        let mut p = Self::start(work, "transmission-seed", torrent, data_dir, ip, encryption);
         let announce = p.has_tracker;
         p.wait_torrent(Duration::from_secs(60), "seeding (and announced)", |t| {
             let seeding = num(t, "status") == STATUS_SEED && num(t, "percentDone") >= 1.0;
@@ -75,7 +108,14 @@ impl TransmissionPeer {
         out_dir: &Path,
         ip: Ipv4Addr,
     ) -> TransmissionPeer {
-        Self::start(work, "transmission-leech", torrent, out_dir, ip)
+        Self::start(
+            work,
+            "transmission-leech",
+            torrent,
+            out_dir,
+            ip,
+            TrEncryption::default(),
+        )
     }
 
     fn start(
@@ -84,6 +124,7 @@ impl TransmissionPeer {
         torrent: &Torrent,
         download_dir: &Path,
         ip: Ipv4Addr,
+        encryption: TrEncryption,
     ) -> TransmissionPeer {
         let name = work.unique_name(base);
         let dir = work.subdir(&name);
@@ -105,9 +146,11 @@ impl TransmissionPeer {
   "speed-limit-down-enabled": false, "speed-limit-up-enabled": false, "alt-speed-enabled": false,
   "ratio-limit-enabled": false, "idle-seeding-limit-enabled": false, "blocklist-enabled": false,
   "start-added-torrents": true, "message-level": 2, "queue-stalled-enabled": false,
-  "download-queue-enabled": false, "seed-queue-enabled": false, "scrape-paused-torrents-enabled": false
+  "download-queue-enabled": false, "seed-queue-enabled": false, "scrape-paused-torrents-enabled": false,
+  "encryption": {enc}
 }}"#,
-            dl = json_str(&download_dir.to_string_lossy())
+            dl = json_str(&download_dir.to_string_lossy()),
+            enc = encryption.setting()
         );
         fs::write(cfg_dir.join("settings.json"), settings).expect("write settings.json");
         let mut cmd = Command::new("transmission-daemon");

@@ -2,7 +2,7 @@
 //! the torrent lock. Nothing here awaits or touches the disk: data to
 //! verify goes back to the connection task in `PeerLocal::completed`.
 
-use super::{EXT_UT_METADATA, ExtState, PeerError, PeerHave, PeerLocal, UploadRead};
+use super::{EXT_UT_METADATA, EXT_UT_PEX, ExtState, PeerError, PeerHave, PeerLocal, UploadRead};
 use crate::peer::PeerEntry;
 use crate::picker::{BlockArrival, PeerKey, PeerPieces, PickOptions};
 use crate::stream::CRITICAL_HORIZON;
@@ -48,6 +48,9 @@ impl TorrentState {
         if peer.extensions {
             let mut m = std::collections::BTreeMap::new();
             m.insert("ut_metadata".to_string(), EXT_UT_METADATA);
+            if !self.private {
+                m.insert(bt_proto::extension::UT_PEX.to_string(), EXT_UT_PEX);
+            }
             let hs = ExtendedHandshake {
                 m,
                 v: Some(self.config.client_name.clone()),
@@ -60,7 +63,9 @@ impl TorrentState {
                 }),
                 upload_only: false,
             };
-            let payload = hs.encode();
+            let payload = hs.encode_with_encryption(
+                self.config.encryption != bt_proto::mse::EncryptionMode::Disabled,
+            );
             local.send(&Message::Extended {
                 id: 0,
                 payload: &payload,
@@ -362,11 +367,26 @@ impl TorrentState {
             // BEP 10: later handshakes update, they do not replace.
             let ext = peer.ext.get_or_insert(ExtState {
                 ut_metadata: None,
+                ut_pex: None,
                 metadata_size: None,
                 client: None,
+                listen_port: None,
+                prefers_encryption: false,
             });
             if let Some(&m) = hs.m.get("ut_metadata") {
                 ext.ut_metadata = (m != 0).then_some(m);
+            }
+            if let Some(&m) = hs.m.get(bt_proto::extension::UT_PEX) {
+                ext.ut_pex = (m != 0).then_some(m);
+                if ext.ut_pex.is_some() && peer.pex.next_send.is_none() {
+                    peer.pex.next_send = Some(Instant::now() + crate::peer_exchange::FIRST_AFTER);
+                }
+            }
+            if hs.p.is_some() {
+                ext.listen_port = hs.p;
+            }
+            if let Some(e) = bt_proto::extension::prefers_encryption(payload) {
+                ext.prefers_encryption = e;
             }
             if hs.metadata_size.is_some() {
                 ext.metadata_size = hs.metadata_size;
@@ -380,6 +400,10 @@ impl TorrentState {
             if let (None, Some(size)) = (&self.meta, ext.metadata_size) {
                 self.metadata_size_hint(size);
             }
+            return Ok(());
+        }
+        if id == EXT_UT_PEX {
+            self.on_pex(key, payload);
             return Ok(());
         }
         if id != EXT_UT_METADATA {
@@ -429,6 +453,45 @@ impl TorrentState {
             }
         }
         Ok(())
+    }
+
+    /// A `ut_pex` message: new addresses go to the address book. Bad or
+    /// unwelcome messages are dropped and counted, never fatal: PEX is a
+    /// hint, and a peer that sends junk there may still send good data.
+    fn on_pex(&mut self, key: PeerKey, payload: &[u8]) {
+        let peer = self.peers.get_mut(&key).expect("caller checked");
+        let now = Instant::now();
+        let too_soon = peer
+            .pex
+            .last_received
+            .is_some_and(|t| now.duration_since(t) < crate::peer_exchange::MIN_RECEIVE_GAP);
+        if self.private || too_soon {
+            self.pex_dropped += 1;
+            return;
+        }
+        peer.pex.last_received = Some(now);
+        let from = peer.addr;
+        let received = match bt_proto::pex::PexMessage::decode(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(peer = %from, error = %e, "dropping malformed ut_pex message");
+                self.pex_dropped += 1;
+                return;
+            }
+        };
+        self.pex_dropped += received.ignored as u64;
+        let mut learned = 0u64;
+        for p in &received.message.added {
+            if !crate::peer_exchange::usable(&p.addr) {
+                self.pex_dropped += 1;
+            } else if self.addrs.add(p.addr) {
+                learned += 1;
+            }
+        }
+        self.pex_learned += learned;
+        if learned > 0 {
+            tracing::debug!(peer = %from, learned, "peers learned through PEX");
+        }
     }
 
     /// Upload data came back from disk.
@@ -528,6 +591,14 @@ impl TorrentState {
             let piece = self.completed_log[peer.haves_sent];
             peer.haves_sent += 1;
             Message::Have(piece).encode(&mut local.wbuf);
+        }
+        if let Some(payload) = peer.outbox.pex.take()
+            && let Some(id) = peer.ext.as_ref().and_then(|e| e.ut_pex)
+        {
+            local.send(&Message::Extended {
+                id,
+                payload: &payload,
+            });
         }
         self.request_metadata(key, local);
         self.fill_requests(key, local);
@@ -812,4 +883,107 @@ pub(crate) fn max_depth(ours: usize, reqq: Option<u32>) -> usize {
 pub(crate) fn depth_for_rate(rate: u64, secs: f64, cap: usize) -> usize {
     let blocks = (rate as f64 * secs / f64::from(BLOCK_SIZE)).ceil() as usize;
     blocks.clamp(2, cap)
+}
+
+#[cfg(test)]
+mod pex_tests {
+    use super::*;
+    use crate::config::SessionConfig;
+    use bt_proto::pex::{PexFlags, PexMessage, PexPeer};
+    use bt_proto::wire::Reserved;
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    fn state() -> (TorrentState, PeerKey, PeerLocal) {
+        let mut st = TorrentState::new(
+            bt_proto::InfoHash([3; 20]),
+            bt_proto::PeerId([1; 20]),
+            Arc::new(SessionConfig::default()),
+            6881,
+            "t".into(),
+            std::env::temp_dir(),
+            Vec::new(),
+            None,
+            false,
+            1,
+        );
+        let (key, _) = st
+            .register_peer(
+                "127.0.0.2:6881".parse().unwrap(),
+                bt_proto::PeerId([2; 20]),
+                Reserved::default().with(Reserved::EXTENSION_PROTOCOL),
+                false,
+                None,
+            )
+            .unwrap();
+        let local = PeerLocal {
+            wbuf: Vec::new(),
+            wpos: 0,
+            uploads: VecDeque::new(),
+            completed: Vec::new(),
+            last_sent: Instant::now(),
+        };
+        (st, key, local)
+    }
+
+    fn pex(st: &mut TorrentState, key: PeerKey, local: &mut PeerLocal, payload: &[u8]) {
+        st.on_message(
+            key,
+            Message::Extended {
+                id: EXT_UT_PEX,
+                payload,
+            },
+            local,
+        )
+        .expect("PEX input never closes the connection");
+    }
+
+    /// As if a minute had passed since the peer's last message.
+    fn forget_last_message(st: &mut TorrentState, key: PeerKey) {
+        st.peers.get_mut(&key).unwrap().pex.last_received = None;
+    }
+
+    fn message(n: u8) -> Vec<u8> {
+        PexMessage {
+            added: (1..=n)
+                .map(|i| PexPeer {
+                    addr: std::net::SocketAddr::from(([127, 0, 1, i], 6881)),
+                    flags: PexFlags::default(),
+                })
+                .collect(),
+            dropped: Vec::new(),
+        }
+        .encode()
+    }
+
+    #[test]
+    fn received_peers_are_bounded_and_junk_is_counted() {
+        let (mut st, key, mut local) = state();
+        pex(&mut st, key, &mut local, &message(3));
+        assert_eq!(st.pex_learned, 3);
+        assert_eq!(st.addrs.entries.len(), 3);
+        // A second message within the minute is dropped.
+        pex(&mut st, key, &mut local, &message(5));
+        assert_eq!((st.pex_learned, st.pex_dropped), (3, 1));
+        forget_last_message(&mut st, key);
+        // Malformed: dropped and counted, the connection stays.
+        pex(&mut st, key, &mut local, b"l3:abce");
+        assert_eq!((st.pex_learned, st.pex_dropped), (3, 2));
+        forget_last_message(&mut st, key);
+        // Unusable entries (port 0) are counted, not stored.
+        let mut zero_port = b"d5:added12:".to_vec();
+        zero_port.extend_from_slice(&[127, 0, 2, 1, 0, 0, 127, 0, 2, 2, 0x1a, 0xe1]);
+        zero_port.push(b'e');
+        pex(&mut st, key, &mut local, &zero_port);
+        assert_eq!((st.pex_learned, st.pex_dropped), (4, 3));
+    }
+
+    #[test]
+    fn private_torrents_ignore_pex() {
+        let (mut st, key, mut local) = state();
+        st.private = true;
+        pex(&mut st, key, &mut local, &message(3));
+        assert_eq!((st.pex_learned, st.pex_dropped), (0, 1));
+        assert!(st.addrs.entries.is_empty());
+    }
 }

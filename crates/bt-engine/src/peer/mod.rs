@@ -16,13 +16,14 @@
 //! every outstanding request to the picker.
 
 pub(crate) mod handle;
+pub(crate) mod mse;
 
 use crate::picker::PeerKey;
 use crate::rate::RateMeter;
 use crate::torrent::{TorrentShared, TorrentState};
 use crate::transport::Connection;
 use bt_proto::wire::{self, BlockRequest, Handshake, Message, Reserved};
-use bt_proto::{Bitfield, PeerId};
+use bt_proto::{Bitfield, InfoHash, PeerId};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ use tokio::time::Instant;
 /// Our extension ids (BEP 10): the numbers peers must use when they send
 /// these messages to us.
 pub(crate) const EXT_UT_METADATA: u8 = 3;
+pub(crate) const EXT_UT_PEX: u8 = 1;
 
 /// Steady-state receive buffer; grows only for frames that do not fit.
 const READ_BUF: usize = 64 * 1024;
@@ -66,14 +68,31 @@ pub(crate) struct Outbox {
     pub keepalive: bool,
     /// Send our bitfield (metadata just arrived).
     pub send_bitfield: bool,
+    /// A `ut_pex` payload to send (at most one, about 2 KiB).
+    pub pex: Option<Vec<u8>>,
     pub disconnect: Option<&'static str>,
 }
 
 #[derive(Debug)]
 pub(crate) struct ExtState {
     pub ut_metadata: Option<u8>,
+    pub ut_pex: Option<u8>,
     pub metadata_size: Option<u32>,
     pub client: Option<String>,
+    /// The port the peer listens on (`p`), for telling others where to
+    /// reach a peer that connected to us.
+    pub listen_port: Option<u16>,
+    /// BEP 10 `e`: the peer prefers MSE.
+    pub prefers_encryption: bool,
+}
+
+/// Peer exchange with one peer.
+#[derive(Debug, Default)]
+pub(crate) struct PexState {
+    /// Addresses we told it about and have not reported dropped since.
+    pub told: std::collections::BTreeSet<SocketAddr>,
+    pub next_send: Option<Instant>,
+    pub last_received: Option<Instant>,
 }
 
 /// Shared view of one connection, kept in the torrent state.
@@ -84,6 +103,8 @@ pub(crate) struct PeerEntry {
     pub incoming: bool,
     pub local: bool,
     pub fast: bool,
+    /// RC4 on the wire (MSE).
+    pub encrypted: bool,
     pub extensions: bool,
     pub ext: Option<ExtState>,
     pub reqq: Option<u32>,
@@ -115,11 +136,22 @@ pub(crate) struct PeerEntry {
     /// Entries of the torrent's completion log already announced with HAVE.
     pub haves_sent: usize,
     pub metadata_requests: Vec<(u32, Instant)>,
+    pub pex: PexState,
     pub outbox: Outbox,
     pub notify: Arc<Notify>,
 }
 
 impl PeerEntry {
+    /// Where others can connect to this peer: the address we reached it at,
+    /// or for an incoming connection its IP and advertised listen port.
+    pub fn connectable_addr(&self) -> Option<SocketAddr> {
+        if !self.incoming {
+            return Some(self.addr);
+        }
+        let port = self.ext.as_ref()?.listen_port?;
+        Some(SocketAddr::new(self.addr.ip(), port))
+    }
+
     pub fn is_seed(&self) -> bool {
         match &self.have {
             PeerHave::All => true,
@@ -148,16 +180,21 @@ pub(crate) enum PeerError {
     Closed(&'static str),
 }
 
-/// Sends our handshake, reads the peer's and checks it; for incoming
+/// Sends our handshake (unless it already went out as the MSE initial
+/// payload: `ours` is `None`), reads the peer's and checks it; for incoming
 /// connections the first 48 bytes were read by the listener already.
+/// `ours` arrives encrypted when the stream is.
 pub(crate) async fn handshake(
     conn: &mut Connection,
-    ours: &Handshake,
+    ours: Option<&[u8]>,
+    info_hash: &InfoHash,
     incoming_prefix: Option<Reserved>,
     timeout: Duration,
 ) -> Result<(Reserved, PeerId), PeerError> {
     let fut = async {
-        conn.writer.write_all(&ours.encode()).await?;
+        if let Some(ours) = ours {
+            conn.writer.write_all(ours).await?;
+        }
         match incoming_prefix {
             Some(reserved) => {
                 let mut id = [0u8; 20];
@@ -168,7 +205,7 @@ pub(crate) async fn handshake(
                 let mut buf = [0u8; wire::HANDSHAKE_LEN];
                 conn.reader.read_exact(&mut buf).await?;
                 let theirs = Handshake::decode(&buf)?;
-                if theirs.info_hash != ours.info_hash {
+                if theirs.info_hash != *info_hash {
                     return Err(PeerError::Protocol("peer answered for another torrent"));
                 }
                 Ok((theirs.reserved, theirs.peer_id))
@@ -206,6 +243,7 @@ pub(crate) async fn run(
     torrent: Arc<TorrentShared>,
     key: PeerKey,
     mut conn: Connection,
+    encrypt: mse::Encryptor,
     notify: Arc<Notify>,
 ) {
     let cancel = torrent.cancel.clone();
@@ -218,7 +256,7 @@ pub(crate) async fn run(
     };
     let result = tokio::select! {
         biased;
-        r = drive(&torrent, key, &mut conn, &notify, &mut local) => r,
+        r = drive(&torrent, key, &mut conn, encrypt, &notify, &mut local) => r,
         _ = cancel.cancelled() => Err(PeerError::Closed("torrent stopped")),
     };
     // Pieces this connection completed in the batch that ended it (a
@@ -244,6 +282,7 @@ async fn drive(
     torrent: &Arc<TorrentShared>,
     key: PeerKey,
     conn: &mut Connection,
+    mut encrypt: mse::Encryptor,
     notify: &Notify,
     local: &mut PeerLocal,
 ) -> Result<(), PeerError> {
@@ -259,6 +298,9 @@ async fn drive(
     let mut upload_read: Option<JoinHandle<UploadRead>> = None;
     let (rd, wr) = (&mut conn.reader, &mut conn.writer);
     let mut reads_first = true;
+    // `wbuf[..sealed]` is encrypted already (RC4 connections): every byte
+    // must pass the keystream exactly once, in order.
+    let mut sealed = 0usize;
 
     loop {
         // Start a disk read for queued uploads when the send buffer has room.
@@ -284,6 +326,10 @@ async fn drive(
         // `biased` keeps a simulated run reproducible (tokio's default picks
         // a random ready branch); alternating which of read and write comes
         // first keeps either from starving the other.
+        if let Some(rc4) = &mut encrypt {
+            rc4.apply(&mut local.wbuf[sealed..]);
+            sealed = local.wbuf.len();
+        }
         let can_write = local.wpos < local.wbuf.len();
         let uploading = upload_read.is_some();
         let event = if reads_first {
@@ -343,6 +389,7 @@ async fn drive(
                 if local.wpos == local.wbuf.len() {
                     local.wbuf.clear();
                     local.wpos = 0;
+                    sealed = 0;
                     if local.wbuf.capacity() > 4 * SEND_HIGH_WATER {
                         local.wbuf.shrink_to(64 * 1024);
                     }
@@ -368,6 +415,7 @@ async fn drive(
         // Compact the send buffer so it does not creep.
         if local.wpos > 0 && local.wpos >= local.wbuf.len() / 2 {
             local.wbuf.drain(..local.wpos);
+            sealed = sealed.saturating_sub(local.wpos);
             local.wpos = 0;
         }
     }

@@ -4,6 +4,7 @@
 use crate::progress::ProgressView;
 use crate::units;
 use anyhow::{Context, bail};
+use bt_engine::config::EncryptionMode;
 use bt_engine::{AddTorrent, Session, SessionConfig, TorrentStats};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -35,6 +36,41 @@ pub struct Args {
     /// Keep resume data here instead of OUT/.riptide.
     #[arg(long)]
     resume_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// Peer-network settings shared by the commands that run a session.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct NetArgs {
+    /// Message stream encryption (MSE/PE): `prefer` tries an encrypted
+    /// handshake first and falls back to plain, `require` talks only to
+    /// peers that encrypt, `disabled` never encrypts.
+    #[arg(long, value_enum, default_value_t = Encryption::Prefer)]
+    pub encryption: Encryption,
+    /// Find peers on the local network by multicast (BEP 14 local service
+    /// discovery). Off by default: it announces your torrents to the LAN.
+    #[arg(long)]
+    pub lsd: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Encryption {
+    Disabled,
+    #[default]
+    Prefer,
+    Require,
+}
+
+impl NetArgs {
+    fn apply(&self, config: &mut SessionConfig) {
+        config.encryption = match self.encryption {
+            Encryption::Disabled => EncryptionMode::Disabled,
+            Encryption::Prefer => EncryptionMode::Prefer,
+            Encryption::Require => EncryptionMode::Require,
+        };
+        config.lsd = self.lsd;
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -53,13 +89,15 @@ pub async fn start_session_with(
     bind: IpAddr,
     port: Option<u16>,
     resume_dir: Option<PathBuf>,
+    net: &NetArgs,
 ) -> anyhow::Result<Session> {
     let resume_dir = resume_dir.unwrap_or_else(|| out.join(".riptide"));
-    let base = SessionConfig {
+    let mut base = SessionConfig {
         bind_ip: bind,
         resume_dir: Some(resume_dir),
         ..SessionConfig::default()
     };
+    net.apply(&mut base);
     if let Some(port) = port {
         return Ok(Session::start(SessionConfig {
             listen_port: port,
@@ -86,8 +124,14 @@ pub async fn start_session_with(
 }
 
 async fn download(args: Args, source: bt_engine::TorrentSource) -> anyhow::Result<()> {
-    let session =
-        start_session_with(&args.out, args.bind, args.port, args.resume_dir.clone()).await?;
+    let session = start_session_with(
+        &args.out,
+        args.bind,
+        args.port,
+        args.resume_dir.clone(),
+        &args.net,
+    )
+    .await?;
     let handle = session
         .add_torrent(AddTorrent {
             source,

@@ -49,6 +49,8 @@ pub struct Args {
     /// behind a reverse proxy). Other addresses always require one.
     #[arg(long)]
     token: bool,
+    #[command(flatten)]
+    net: super::download::NetArgs,
 }
 
 /// Bytes of a file's head read to find its container index.
@@ -79,7 +81,8 @@ struct Server {
 
 async fn serve(args: Args, source: bt_engine::TorrentSource) -> anyhow::Result<()> {
     let session =
-        super::download::start_session_with(&args.out, args.bind, args.port, None).await?;
+        super::download::start_session_with(&args.out, args.bind, args.port, None, &args.net)
+            .await?;
     let handle = session
         .add_torrent(AddTorrent {
             source,
