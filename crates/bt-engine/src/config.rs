@@ -48,6 +48,8 @@ pub struct SessionConfig {
     /// Local service discovery (BEP 14): multicast announces on the LAN.
     /// Off by default: it talks to every host on the local network.
     pub lsd: bool,
+    /// The mainline DHT (BEP 5); `None`: off.
+    pub dht: Option<DhtConfig>,
     /// Client name sent in the extension handshake.
     pub client_name: String,
     /// A time-critical block this much later than its holder was expected
@@ -84,10 +86,29 @@ impl Default for SessionConfig {
             unchoke_local_peers: true,
             encryption: EncryptionMode::Prefer,
             lsd: false,
+            dht: None,
             client_name: concat!("Riptide ", env!("CARGO_PKG_VERSION")).to_string(),
             critical_duplicate_after: Duration::from_millis(600),
             rng_seed: None,
             inline_disk: false,
         }
     }
+}
+
+/// Well-known DHT routers, for users who have no node to start from.
+pub const DHT_ROUTERS: [&str; 3] = [
+    "router.bittorrent.com:6881",
+    "dht.transmissionbt.com:6881",
+    "dht.libtorrent.org:25401",
+];
+
+/// DHT settings.
+#[derive(Clone, Debug, Default)]
+pub struct DhtConfig {
+    /// Nodes to join through, as `HOST:PORT`, besides those remembered in
+    /// the resume folder. No default here: the caller names every host the
+    /// DHT may contact first (the CLI's default is the well-known routers).
+    pub bootstrap: Vec<String>,
+    /// UDP port; `None`: the peer listen port.
+    pub port: Option<u16>,
 }

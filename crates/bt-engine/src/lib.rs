@@ -11,6 +11,7 @@
 mod candidates;
 pub mod choker;
 pub mod config;
+mod dht;
 mod error;
 mod local_discovery;
 mod peer;
@@ -23,6 +24,7 @@ mod stream;
 mod torrent;
 mod tracker;
 pub mod transport;
+mod web_seed;
 
 pub use config::SessionConfig;
 pub use error::EngineError;

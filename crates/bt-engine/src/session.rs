@@ -44,6 +44,8 @@ pub(crate) struct SessionShared {
     pub lsd_learned: AtomicU64,
     /// LSD datagrams and entries thrown away (malformed, over the rate).
     pub lsd_dropped: AtomicU64,
+    /// New addresses found on the DHT.
+    pub dht_learned: AtomicU64,
 }
 
 impl SessionShared {
@@ -135,6 +137,9 @@ impl SessionShared {
     }
 }
 
+/// Web seeds used per torrent at most.
+const MAX_WEB_SEEDS: usize = 4;
+
 /// Where a torrent comes from.
 pub enum TorrentSource {
     Metainfo(Box<Metainfo>),
@@ -155,6 +160,8 @@ pub struct Session {
     shared: Arc<SessionShared>,
     listen_addr: SocketAddr,
     tasks: Mutex<HashMap<InfoHash, Vec<JoinHandle<()>>>>,
+    /// Session-wide tasks that write state on the way out (the DHT's nodes).
+    background: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Session {
@@ -216,15 +223,21 @@ impl Session {
             rng: Mutex::new(rng),
             lsd_learned: AtomicU64::new(0),
             lsd_dropped: AtomicU64::new(0),
+            dht_learned: AtomicU64::new(0),
         });
         tokio::spawn(accept_loop(shared.clone(), listener));
         if shared.config.lsd {
             tokio::spawn(crate::local_discovery::run(shared.clone()));
         }
+        let mut background = Vec::new();
+        if let Some(dht) = shared.config.dht.clone() {
+            background.push(tokio::spawn(crate::dht::run(shared.clone(), dht)));
+        }
         Ok(Session {
             shared,
             listen_addr,
             tasks: Mutex::new(HashMap::new()),
+            background: Mutex::new(background),
         })
     }
 
@@ -254,6 +267,10 @@ impl Session {
             // reason, rather than failing later in the background.
             piece_store::Layout::from_info(&m.info)?;
         }
+        let web_seeds = match &add.source {
+            TorrentSource::Metainfo(m) => m.url_list.clone(),
+            TorrentSource::Magnet(_) => Vec::new(),
+        };
         let (info_hash, name, trackers, info_bytes, mut peers) = match add.source {
             TorrentSource::Metainfo(m) => (
                 m.info_hash,
@@ -329,7 +346,14 @@ impl Session {
         }
         let control = tokio::spawn(torrent::run(t.clone(), info_bytes));
         let tracker = tokio::spawn(crate::tracker::run(t.clone()));
-        self.tasks.lock().insert(info_hash, vec![control, tracker]);
+        let mut tasks = vec![control, tracker];
+        // Bounded: a torrent naming hundreds of web seeds gets a few.
+        for (i, url) in web_seeds.into_iter().take(MAX_WEB_SEEDS).enumerate() {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                tasks.push(tokio::spawn(crate::web_seed::run(t.clone(), url, i as u16)));
+            }
+        }
+        self.tasks.lock().insert(info_hash, tasks);
         Ok(TorrentHandle { shared: t })
     }
 
@@ -402,7 +426,9 @@ impl Session {
     /// listener.
     pub async fn shutdown(&self) {
         self.shared.cancel.cancel();
-        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().drain().flat_map(|(_, v)| v).collect();
+        let mut tasks: Vec<JoinHandle<()>> =
+            self.tasks.lock().drain().flat_map(|(_, v)| v).collect();
+        tasks.extend(self.background.lock().drain(..));
         for task in tasks {
             let _ = task.await;
         }
@@ -421,6 +447,7 @@ impl Session {
         }
         s.lsd_learned = self.shared.lsd_learned.load(Ordering::Relaxed);
         s.lsd_dropped = self.shared.lsd_dropped.load(Ordering::Relaxed);
+        s.dht_learned = self.shared.dht_learned.load(Ordering::Relaxed);
         s
     }
 }
@@ -727,6 +754,25 @@ async fn start_connection(
                 tracing::debug!(%addr, ?why, "connection refused");
             }
             Err(StartError::Refused)
+        }
+    }
+}
+
+/// A web seed's in-process connection (`web_seed.rs`); it takes a
+/// connection slot like any peer. Returns whether it ran.
+pub(crate) async fn start_web_seed_connection(
+    t: Arc<TorrentShared>,
+    conn: Connection,
+    link: Link,
+) -> bool {
+    if !t.session.try_reserve_connection() {
+        return false;
+    }
+    match start_connection(t.clone(), conn, None, link, None).await {
+        Ok(()) => true,
+        Err(_) => {
+            t.session.connection_closed();
+            false
         }
     }
 }

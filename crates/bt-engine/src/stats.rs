@@ -110,4 +110,6 @@ pub struct SessionStats {
     pub lsd_learned: u64,
     /// LSD datagrams and entries thrown away (malformed, over the rate).
     pub lsd_dropped: u64,
+    /// Peer addresses found on the DHT (BEP 5).
+    pub dht_learned: u64,
 }

@@ -763,3 +763,127 @@ fn swarm_lsd_finds_a_local_peer() {
         "libtorrent never received riptide's LSD announce:\n{lt_log}"
     );
 }
+
+/// Issue 7, DHT (BEP 5): a magnet with no tracker completes through a DHT
+/// of three libtorrent nodes on 127.0.0.x that bootstrap off each other;
+/// riptide joins through two of them (`--dht-bootstrap`), finds the seeds
+/// with `get_peers`, downloads, and keeps its routing table with the
+/// resume data. Every node is on loopback; none has a public bootstrap.
+#[test]
+fn swarm_trackerless_magnet_through_local_dht() {
+    require_or_skip!("opentracker", "mktorrent", LIBTORRENT);
+    let work = Workdir::new("rt-dht");
+    let payload = small_payload(&work, "dht", 77);
+    // The torrent names a tracker that nobody runs; the magnet has none.
+    let torrent = make_torrent(&payload, "http://127.0.0.1:1/announce", 64 * 1024);
+    let mut nodes: Vec<LibtorrentPeer> = Vec::new();
+    for ip in [67u8, 68, 69] {
+        let bootstrap: Vec<SocketAddr> = nodes.iter().map(LibtorrentPeer::listen_addr).collect();
+        nodes.push(LibtorrentPeer::seed(
+            &work,
+            &torrent,
+            &payload.root,
+            loopback_ip(ip),
+            SeedOpts {
+                announce: false,
+                net: LtNet {
+                    dht_nodes: Some(bootstrap),
+                    ..LtNet::default()
+                },
+                ..SeedOpts::default()
+            },
+        ));
+    }
+    for n in &mut nodes {
+        n.wait_for(Duration::from_secs(60), "a DHT routing table", |s| {
+            s.dht_nodes >= 1
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = work.subdir("out");
+    let magnet = format!("magnet:?xt=urn:btih:{}", torrent.info_hash_hex);
+    let mut extra = Vec::new();
+    for n in &nodes[..2] {
+        extra.push("--dht-bootstrap".to_string());
+        extra.push(n.listen_addr().to_string());
+    }
+    let mut rt = Riptide::start(&work, &magnet, &out, loopback_ip(58), &extra);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    let log = rt.log();
+    assert!(
+        log.contains("peers found on the DHT"),
+        "riptide found no peer on the DHT:\n{log}"
+    );
+    let saved = std::fs::read_to_string(out.join(".riptide").join("dht-nodes"))
+        .expect("the DHT routing table is saved with the resume data");
+    let saved: Vec<&str> = saved.lines().skip(1).collect();
+    assert!(!saved.is_empty(), "no node saved");
+    for n in saved {
+        let addr: SocketAddr = n.parse().unwrap();
+        assert!(
+            addr.ip().is_loopback(),
+            "a non-loopback node was saved: {addr}"
+        );
+    }
+}
+
+/// Issue 7, hybrid torrents (BEP 52): a v1+v2 hybrid `.torrent` made by
+/// libtorrent (with BEP 47 pad files between the files) downloads over the
+/// v1 info-hash from a libtorrent seeder and verifies; no pad file is
+/// written.
+#[test]
+fn swarm_hybrid_torrent_made_by_libtorrent() {
+    require_or_skip!("opentracker", LIBTORRENT);
+    let work = Workdir::new("rt-hybrid");
+    let payload = make_payload(
+        &work.subdir("seed"),
+        "hybrid",
+        &[3_000_017, 1_048_576, 77_777],
+        78,
+    );
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_hybrid_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let _seed = LibtorrentPeer::seed(
+        &work,
+        &torrent,
+        &payload.root,
+        loopback_ip(70),
+        SeedOpts::default(),
+    );
+    let out = work.subdir("out");
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, loopback_ip(59), &[]);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    assert!(
+        !out.join("hybrid").join(".pad").exists(),
+        "pad files were written"
+    );
+}
+
+/// Issue 7, web seeds (BEP 19): a torrent whose only source is an HTTP
+/// server (`url-list`, no tracker, no peer) downloads through range
+/// requests and verifies. The name has a space, so URLs are
+/// percent-encoded.
+#[test]
+fn swarm_web_seed_only_torrent_downloads() {
+    require_or_skip!("mktorrent");
+    let work = Workdir::new("rt-webseed");
+    let payload = make_payload(
+        &work.subdir("seed"),
+        "web seed",
+        &[3_000_017, 1_048_576, 99],
+        79,
+    );
+    let server = FileServer::start(&payload.root, loopback_ip(71));
+    let torrent = make_web_seed_torrent(&payload, &server.url(), 64 * 1024);
+    let out = work.subdir("out");
+    let mut rt = Riptide::start(&work, path_arg(&torrent), &out, loopback_ip(60), &[]);
+    rt.wait_success(&work);
+    payload.assert_downloaded_to(&out);
+    assert!(
+        server.range_requests() > 0,
+        "the web seed answered no range request"
+    );
+}

@@ -8,7 +8,8 @@ Roles:
          all pieces claimed through resume data and never hashed, which is how a
          deliberately corrupted copy gets served - seed_mode would detect it)
   leech  download from a .torrent or a magnet into `save_path`, then keep seeding
-  create write a v1-only .torrent (for piece sizes mktorrent refuses)
+  create write a v1-only .torrent (for piece sizes mktorrent refuses), or with
+         `hybrid` a v1+v2 hybrid one (BEP 52, pad files)
 
 Protocol with the Rust side:
   * prints `RIPTIDE-LT-READY port=<n>` once listening and the torrent is added;
@@ -38,7 +39,9 @@ def log(*a):
 def create(cfg):
     fs = lt.file_storage()
     lt.add_files(fs, cfg["content"])
-    ct = lt.create_torrent(fs, int(cfg["piece_length"]), flags=lt.create_torrent.v1_only)
+    # Hybrid (v1 + v2, libtorrent 2.0's default, with BEP 47 pad files) on request.
+    flags = 0 if cfg.get("hybrid") else lt.create_torrent.v1_only
+    ct = lt.create_torrent(fs, int(cfg["piece_length"]), flags=flags)
     if cfg.get("announce"):
         ct.add_tracker(cfg["announce"])
     lt.set_piece_hashes(ct, os.path.dirname(os.path.abspath(cfg["content"])))
@@ -78,8 +81,10 @@ def make_session(cfg):
     if dht_nodes is not None:
         s.update({
             "enable_dht": True,
-            # Never the public default (dht.libtorrent.org): only the test's own nodes.
-            "dht_bootstrap_nodes": ",".join(dht_nodes),
+            # Never the public default (dht.libtorrent.org): the test's own nodes are added
+            # with add_dht_node (libtorrent keeps bootstrap "routers" out of its routing
+            # table, so nodes that only bootstrap off each other never get a table).
+            "dht_bootstrap_nodes": "",
             # All test nodes share 127.0.0.0/24, which these filters would reject as a
             # Sybil pattern; and loopback counts as "dark internet".
             "dht_restrict_routing_ips": False, "dht_restrict_search_ips": False,
@@ -142,6 +147,9 @@ def main():
     if cfg.get("sequential"):
         flags |= lt.torrent_flags.sequential_download
     atp.flags = flags
+    for node in cfg.get("dht_nodes") or []:
+        host, _, p = node.rpartition(":")
+        ses.add_dht_node((host, int(p)))
     h = ses.add_torrent(atp)
     if cfg.get("upload_limit"):
         h.set_upload_limit(int(cfg["upload_limit"]))

@@ -41,6 +41,7 @@
 
 pub mod aria2;
 pub mod bencode;
+pub mod file_server;
 pub mod http;
 pub mod json;
 pub mod libtorrent;
@@ -57,11 +58,12 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use aria2::Aria2Peer;
+pub use file_server::FileServer;
 pub use libtorrent::{LeechOpts, LibtorrentPeer, LtNet, LtStatus, SeedOpts};
 pub use payload::{Payload, assert_same_tree, compare_trees, make_payload};
 pub use process::{Proc, Workdir, wait_until};
 pub use qbittorrent::QbittorrentPeer;
-pub use torrent::{Torrent, make_torrent};
+pub use torrent::{Torrent, make_hybrid_torrent, make_torrent, make_web_seed_torrent};
 pub use tracker::Tracker;
 pub use transmission::{TrEncryption, TransmissionPeer};
 

@@ -300,6 +300,70 @@ pub fn make_torrent(payload: &Payload, announce: &str, piece_length: u32) -> Tor
     Torrent::load(&out).unwrap_or_else(|e| panic!("parse {}: {e}", out.display()))
 }
 
+/// Makes a v1 `.torrent` with no tracker whose only source is the BEP 19 web
+/// seed `url` (mktorrent `-w`), written to `payload.root/<name>.webseed.torrent`.
+pub fn make_web_seed_torrent(payload: &Payload, url: &str, piece_length: u32) -> Torrent {
+    assert!(piece_length.is_power_of_two() && (32 * 1024..=(1 << 28)).contains(&piece_length));
+    let out = payload
+        .root
+        .join(format!("{}.webseed.torrent", payload.name));
+    let _ = fs::remove_file(&out);
+    let output = Command::new("mktorrent")
+        .arg("-l")
+        .arg(piece_length.trailing_zeros().to_string())
+        .args(["-d", "-t", "1", "-w", url, "-o"])
+        .arg(&out)
+        .arg(payload.content_path())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run mktorrent (run scripts/test.sh): {e}"));
+    if !output.status.success() || !out.exists() {
+        panic!(
+            "creating {} failed ({}): {}",
+            out.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Torrent::load(&out).unwrap_or_else(|e| panic!("parse {}: {e}", out.display()))
+}
+
+/// Makes a BEP 52 **hybrid** `.torrent` (v1 and v2 metadata, BEP 47 pad files
+/// between files) for `payload` with libtorrent's `create_torrent`, written to
+/// `payload.root/<name>.hybrid.p<piece_length>.torrent`. [`Torrent`] describes its
+/// v1 side (`info_hash_hex` is the SHA-1 info-hash).
+pub fn make_hybrid_torrent(payload: &Payload, announce: &str, piece_length: u32) -> Torrent {
+    assert!(
+        piece_length.is_power_of_two() && piece_length >= 16 * 1024,
+        "piece_length must be a power of two >= 16 KiB, got {piece_length}"
+    );
+    let out = payload
+        .root
+        .join(format!("{}.hybrid.p{piece_length}.torrent", payload.name));
+    let _ = fs::remove_file(&out);
+    let script = crate::libtorrent::write_script(&payload.root);
+    let cfg = format!(
+        "{{\"role\":\"create\",\"hybrid\":true,\"content\":{},\"piece_length\":{piece_length},\"announce\":{},\"output\":{}}}",
+        json_str(&payload.content_path().to_string_lossy()),
+        json_str(announce),
+        json_str(&out.to_string_lossy())
+    );
+    let output = Command::new(crate::PYTHON)
+        .arg(&script)
+        .arg(cfg)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run python3-libtorrent (run scripts/test.sh): {e}"));
+    if !output.status.success() || !out.exists() {
+        panic!(
+            "creating {} failed ({}): {}{}",
+            out.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Torrent::load(&out).unwrap_or_else(|e| panic!("parse {}: {e}", out.display()))
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -52,6 +52,14 @@ pub struct NetArgs {
     /// discovery). Off by default: it announces your torrents to the LAN.
     #[arg(long)]
     pub lsd: bool,
+    /// Find peers on the mainline DHT (BEP 5), also for magnets without
+    /// trackers. The routing table is kept with the resume data.
+    #[arg(long)]
+    pub dht: bool,
+    /// Join the DHT through this node instead of the well-known routers
+    /// (repeatable; implies --dht).
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
+    pub dht_bootstrap: Vec<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,6 +78,17 @@ impl NetArgs {
             Encryption::Require => EncryptionMode::Require,
         };
         config.lsd = self.lsd;
+        if self.dht || !self.dht_bootstrap.is_empty() {
+            let bootstrap = if self.dht_bootstrap.is_empty() {
+                bt_engine::config::DHT_ROUTERS.map(String::from).to_vec()
+            } else {
+                self.dht_bootstrap.clone()
+            };
+            config.dht = Some(bt_engine::config::DhtConfig {
+                bootstrap,
+                port: None,
+            });
+        }
     }
 }
 
