@@ -56,6 +56,9 @@ pub(crate) struct TorrentShared {
 }
 
 /// Everything about one torrent that several tasks touch.
+/// `left` announced while it is unknown (see [`TorrentState::left`]).
+pub(crate) const UNKNOWN_LEFT: u64 = 16 * 1024;
+
 pub(crate) struct TorrentState {
     pub info_hash: InfoHash,
     pub our_id: PeerId,
@@ -99,6 +102,9 @@ pub(crate) struct TorrentState {
     pub progress: watch::Sender<Progress>,
     /// A completed-event announce is owed to the trackers.
     pub announce_completed: bool,
+    /// Trackers last heard a `left` that is now wrong (storage became
+    /// ready): announce again without waiting for the interval.
+    pub announce_update: bool,
     pub dirty: bool,
     /// Some tracker answered at least once.
     pub tracker_ok: bool,
@@ -273,6 +279,7 @@ impl TorrentState {
             resume,
             progress: watch::Sender::new(Progress::default()),
             announce_completed: false,
+            announce_update: false,
             dirty: false,
             tracker_ok: false,
             last_tracker_error: None,
@@ -288,11 +295,14 @@ impl TorrentState {
         self.meta.as_ref().is_some_and(|m| m.picker.is_complete())
     }
 
-    /// Bytes still to download, for tracker announces.
+    /// Bytes still to download, for tracker announces. Before storage is
+    /// ready (metadata still coming, files being checked) we do not know;
+    /// a small non-zero amount, as libtorrent sends, keeps trackers from
+    /// counting us as a seed (some then return no seeds to us).
     pub fn left(&self) -> u64 {
         match &self.meta {
             Some(m) => m.info.total_length() - m.verified_bytes,
-            None => 0,
+            None => UNKNOWN_LEFT,
         }
     }
 
@@ -486,6 +496,7 @@ impl TorrentState {
         self.name = meta.info.name_lossy();
         self.metadata = None;
         self.meta = Some(meta);
+        self.announce_update = true;
         // Convert what peers told us before we knew the piece count.
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {

@@ -59,16 +59,20 @@ pub(crate) async fn run(t: Arc<TorrentShared>) {
             _ = t.cancel.cancelled() => break,
             _ = tokio::time::sleep_until(next) => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                // Events (completed, pause, resume) are noticed within a second.
+                // Events (completed, pause, resume) and a changed `left` are
+                // noticed within a second.
                 let st = t.state.lock();
-                let owes_event = st.announce_completed || st.paused == started;
+                let owes_event =
+                    st.announce_completed || st.announce_update || st.paused == started;
                 if !owes_event {
                     continue;
                 }
             }
         }
         let (paused, completed_owed, status) = {
-            let st = t.state.lock();
+            let mut st = t.state.lock();
+            // Whatever goes out now carries the current `left`.
+            st.announce_update = false;
             (
                 st.paused || st.error.is_some(),
                 st.announce_completed,

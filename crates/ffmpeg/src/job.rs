@@ -162,7 +162,16 @@ impl Job {
         }
         if self.audio_stream.is_some() {
             match &self.audio {
-                AudioOut::Copy => a.extend(["-c:a".into(), "copy".into()]),
+                AudioOut::Copy => {
+                    a.extend(["-c:a".into(), "copy".into()]);
+                    if self.start_secs.is_some_and(|s| s > 0.0) {
+                        // With -copyts ffmpeg keeps copied packets from
+                        // the keyframe the input seek landed on (up to a
+                        // GOP before the start); drop them, or a
+                        // restarted segment starts its audio seconds early.
+                        a.extend(["-copypriorss:a".into(), "0".into()]);
+                    }
+                }
                 AudioOut::Encode {
                     codec,
                     channels,
@@ -173,6 +182,17 @@ impl Job {
                         AudioCodec::Ac3 => "ac3",
                         AudioCodec::Eac3 => "eac3",
                     };
+                    if matches!(self.output, Output::Hls { .. })
+                        && self.start_secs.is_none_or(|s| s <= 0.0)
+                    {
+                        // The encoder's priming (AAC 1024 samples, AC-3
+                        // 256) puts the first packet before zero when the
+                        // audio starts there; with `frag_discont` (below)
+                        // that would become a negative, wrapped `tfdt`.
+                        // Dropping the first 1024 samples (23 ms at 44.1
+                        // kHz) keeps every timestamp at or above zero.
+                        a.extend(["-af".into(), "atrim=start_sample=1024".into()]);
+                    }
                     a.extend([
                         "-c:a".into(),
                         enc.into(),
@@ -231,6 +251,12 @@ impl Job {
                     // when complete.
                     "-hls_flags".into(),
                     "temp_file".into(),
+                    // Each fragment's `tfdt` is its packets' own time,
+                    // not time since this run began: without it a run
+                    // restarted at segment N (after a seek) writes
+                    // segments from 0 and players put them at the start.
+                    "-hls_segment_options".into(),
+                    "movflags=+frag_discont".into(),
                     "-start_number".into(),
                     start_number.to_string(),
                 ]);
@@ -419,9 +445,33 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("-start_number 2"), "{s}");
+        assert!(
+            s.contains("-hls_segment_options movflags=+frag_discont"),
+            "{s}"
+        );
         assert!(s.contains("-threads 1"), "{s}");
         assert_eq!(a.last().unwrap(), "file:/tmp/100%/s/ffmpeg.m3u8");
         assert_eq!(a.iter().filter(|x| *x == "-i").count(), 1);
+        // A restarted run (start 6 s) keeps its audio from the seek point.
+        assert!(!s.contains("atrim"), "{s}");
+        let mut j = job(Output::Hls {
+            dir: "/tmp/s".into(),
+            segment_secs: 3.0,
+            start_number: 2,
+            event: false,
+        });
+        j.audio = AudioOut::Copy;
+        let s = j.args(None).unwrap().join(" ");
+        assert!(s.contains("-c:a copy -copypriorss:a 0"), "{s}");
+        let mut j = job(Output::Hls {
+            dir: "/tmp/s".into(),
+            segment_secs: 3.0,
+            start_number: 0,
+            event: false,
+        });
+        j.start_secs = None;
+        let s = j.args(None).unwrap().join(" ");
+        assert!(s.contains("-af atrim=start_sample=1024 -c:a aac"), "{s}");
     }
 
     #[test]

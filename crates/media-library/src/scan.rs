@@ -173,6 +173,25 @@ async fn parse_names(found: Vec<Found>) -> Result<Vec<(Found, ReleaseName)>, Lib
     Ok(out)
 }
 
+/// Riptide's own working files, never films of their own: pre-transcode
+/// results (`{stem}.riptide.mp4`, `{stem}.riptide-hls/`, renditions of
+/// the film beside them) and the hidden temp files they are written as
+/// (`.{name}.part`). `rel` is `/`-separated, relative to the scan root.
+fn riptide_working_file(rel: &str) -> bool {
+    let mut parts = rel.split('/').peekable();
+    while let Some(part) = parts.next() {
+        let lower = part.to_ascii_lowercase();
+        let last = parts.peek().is_none();
+        if (part.starts_with('.') && lower.ends_with(".part"))
+            || lower.ends_with(".riptide-hls")
+            || (last && lower.ends_with(".riptide.mp4"))
+        {
+            return true;
+        }
+    }
+    false
+}
+
 fn file_name(path: &str) -> String {
     path.rsplit('/').next().unwrap_or(path).to_string()
 }
@@ -189,10 +208,20 @@ pub(crate) async fn scan(
         let (root, opts) = (root.to_path_buf(), opts.clone());
         blocking(move || check_root(&root, &opts)).await??
     };
-    let walked: Walk = {
+    let mut walked: Walk = {
         let root = root.clone();
         blocking(move || walk::walk(&root, skip.as_deref())).await?
     };
+    // A pre-transcode is another rendition of a film already found, not a
+    // film; a row from an older scan is marked missing like any vanished
+    // file (rows are never deleted).
+    walked.videos.retain(|f| !riptide_working_file(&f.rel));
+    walked.subtitles.retain(|p| {
+        let rel = Path::new(p)
+            .strip_prefix(&root)
+            .map_or(p.as_str(), |r| r.to_str().unwrap_or(p.as_str()));
+        !riptide_working_file(rel)
+    });
     let mut report = ScanReport {
         root: root.clone(),
         videos: walked.videos.len(),
@@ -561,6 +590,60 @@ async fn sync_sidecars(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn riptide_working_files_are_not_films() {
+        for rel in [
+            "Se7en (1995)/Se7en.riptide.mp4",
+            "Se7en.RIPTIDE.MP4",
+            "Se7en (1995)/.Se7en.riptide.mp4.part",
+            ".Se7en.mkv.part",
+            "Se7en (1995)/Se7en.riptide-hls/init.mp4",
+            "Se7en (1995)/Se7en.riptide-hls/.init.mp4.part",
+            "Se7en (1995)/Se7en.riptide-hls/sub2.vtt",
+        ] {
+            assert!(riptide_working_file(rel), "{rel}");
+        }
+        for rel in [
+            "Se7en (1995)/Se7en.mkv",
+            "Se7en (1995)/Se7en.mp4",
+            "Riptide (2017)/Riptide.mp4",
+            "The.riptide.mp4.Collection/Film.mkv",
+            "Film.part.mkv",
+        ] {
+            assert!(!riptide_working_file(rel), "{rel}");
+        }
+    }
+
+    /// A scan over a film with its pre-transcode, a pre-transcode being
+    /// written and an HLS rendition finds the film alone.
+    #[tokio::test]
+    async fn scan_skips_pre_transcodes_and_temp_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("media");
+        let film = root.join("Se7en (1995)");
+        std::fs::create_dir_all(film.join("Se7en.riptide-hls")).unwrap();
+        for name in [
+            "Se7en.mkv",
+            "Se7en.riptide.mp4",
+            ".Se7en.riptide.mp4.part",
+            "Se7en.riptide-hls/init.mp4",
+        ] {
+            // Not real video: the film is "broken" but still found.
+            std::fs::write(film.join(name), b"not a video").unwrap();
+        }
+        let db = Db::open(&tmp.path().join("db/riptide.db").to_string_lossy())
+            .await
+            .unwrap();
+        let report = scan(&db, &root, &ScanOptions::default()).await.unwrap();
+        assert_eq!(report.videos, 1, "{report:?}");
+        let paths: Vec<(String,)> = on_pool!(&db, p => sqlx::query_as("SELECT path FROM files")
+            .fetch_all(p)
+            .await)
+        .unwrap();
+        assert_eq!(paths.len(), 1, "{paths:?}");
+        assert!(paths[0].0.ends_with("/Se7en.mkv"), "{paths:?}");
+    }
 
     #[test]
     fn sidecar_rules() {

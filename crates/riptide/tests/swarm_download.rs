@@ -178,6 +178,38 @@ fn swarm_magnet_via_ut_metadata() {
     payload.assert_downloaded_to(&out);
 }
 
+/// Before it has the metadata riptide does not know what is left, and must
+/// not tell the tracker "nothing" (a seed): trackers may then hand it no
+/// seeds. The tracker counts it as a leecher.
+#[test]
+fn swarm_magnet_without_metadata_announces_as_a_leecher() {
+    require_or_skip!("opentracker", "mktorrent");
+    let work = Workdir::new("rt-left");
+    let payload = make_payload(&work.subdir("seed"), "left.bin", &[1 << 20], 7);
+    let tracker = Tracker::start(&work, &[]);
+    let torrent = make_torrent(&payload, &tracker.announce_url(), 64 * 1024);
+    tracker.allow(&torrent.info_hash_hex);
+    let magnet = format!(
+        "magnet:?xt=urn:btih:{}&tr={}",
+        torrent.info_hash_hex,
+        test_swarm::torrent::url_encode(tracker.announce_url().as_bytes())
+    );
+    let _rt = Riptide::start(&work, &magnet, &work.subdir("out"), loopback_ip(8), &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (complete, incomplete) = loop {
+        let counts = tracker.scrape(&torrent.info_hash_hex).unwrap_or((0, 0));
+        if counts != (0, 0) || Instant::now() > deadline {
+            break counts;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        (complete, incomplete),
+        (0, 1),
+        "riptide without metadata must announce as a leecher"
+    );
+}
+
 /// Riptide seeds complete data to aria2c (which finds it via the tracker)
 /// and to a transmission leecher (which ignores loopback peers from
 /// trackers, so riptide connects out to it).

@@ -10,7 +10,9 @@
 //!   keyframe, so segment `N` is always the same time range. A request
 //!   for a segment far from what ffmpeg is producing (a seek) restarts
 //!   ffmpeg at that segment (`-ss` to its start, `-start_number N`,
-//!   original timestamps kept with `-copyts`).
+//!   original timestamps kept with `-copyts`, and written into each
+//!   fragment's `tfdt` with `movflags=+frag_discont`, so a restarted
+//!   segment carries the same times as an uninterrupted run's).
 //! - **copy** (remux or audio-only transcode): keyframes are where the
 //!   source has them, so ffmpeg segments the whole file in one run (at
 //!   disk speed) and its own playlist, which has the true durations, is
@@ -910,8 +912,8 @@ pub fn audio_codecs(codec: &str, profile: Option<&str>) -> Option<String> {
     )
 }
 
-/// HLS WebVTT cues are relative to the media timeline; with timestamps
-/// from zero that is an offset of 0.
+/// HLS WebVTT cues are relative to the media timeline; segments carry
+/// the source's timestamps from zero (`tfdt`), so that is an offset of 0.
 fn with_timestamp_map(vtt: &str) -> String {
     let body = vtt.trim_start_matches('\u{feff}');
     let rest = body.strip_prefix("WEBVTT").unwrap_or(body);

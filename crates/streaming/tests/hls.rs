@@ -185,6 +185,69 @@ fn probe_segment(init: &[u8], seg: &[u8]) -> (Value, f64, f64) {
     (v["streams"][0].clone(), start, end)
 }
 
+/// Children of an MP4 box body: (type, body).
+fn child_boxes(b: &[u8]) -> Vec<(String, &[u8])> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let size = u32::from_be_bytes(b[i..i + 4].try_into().unwrap()) as usize;
+        let (hdr, size) = match size {
+            1 => (
+                16,
+                u64::from_be_bytes(b[i + 8..i + 16].try_into().unwrap()) as usize,
+            ),
+            0 => (8, b.len() - i),
+            n => (8, n),
+        };
+        if size < hdr || i + size > b.len() {
+            break;
+        }
+        let kind = String::from_utf8_lossy(&b[i + 4..i + 8]).into_owned();
+        out.push((kind, &b[i + hdr..i + size]));
+        i += size;
+    }
+    out
+}
+
+fn child<'a>(b: &'a [u8], kind: &str) -> Vec<&'a [u8]> {
+    child_boxes(b)
+        .into_iter()
+        .filter(|(k, _)| k == kind)
+        .map(|(_, body)| body)
+        .collect()
+}
+
+/// Each track's decode start time in seconds (`tfdt` / the init's
+/// `mdhd` timescale), in track order: what hls.js and Safari place a
+/// segment by, edit lists aside.
+fn tfdt_secs(init: &[u8], seg: &[u8]) -> Vec<f64> {
+    let be32 = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+    let mut scales = std::collections::BTreeMap::new();
+    for moov in child(init, "moov") {
+        for trak in child(moov, "trak") {
+            let tkhd = child(trak, "tkhd")[0];
+            let id = be32(tkhd, if tkhd[0] == 1 { 20 } else { 12 });
+            let mdhd = child(child(trak, "mdia")[0], "mdhd")[0];
+            scales.insert(id, be32(mdhd, if mdhd[0] == 1 { 20 } else { 12 }));
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(moof) = child(seg, "moof").first() {
+        for traf in child(moof, "traf") {
+            let id = be32(child(traf, "tfhd")[0], 4);
+            let tfdt = child(traf, "tfdt")[0];
+            let t = if tfdt[0] == 1 {
+                u64::from_be_bytes(tfdt[4..12].try_into().unwrap())
+            } else {
+                be32(tfdt, 4) as u64
+            };
+            assert!(t < 1 << 62, "track {id}: tfdt {t} is a wrapped negative");
+            out.push(t as f64 / scales[&id] as f64);
+        }
+    }
+    out
+}
+
 fn top_level_boxes(b: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0;
@@ -213,7 +276,16 @@ async fn validate(s: &Server, master_url: &str, tol: f64) -> (String, Value) {
         .unwrap()
         .to_string();
     let base = master_url.trim_end_matches("master.m3u8");
-    let media = get(s.addr, &format!("{base}video.m3u8")).await.text();
+    // Copy mode serves ffmpeg's own playlist as it grows: poll until the
+    // run has finished (disk speed, but the machine may be busy).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let media = loop {
+        let media = get(s.addr, &format!("{base}video.m3u8")).await.text();
+        if media.contains("#EXT-X-ENDLIST") || Instant::now() > deadline {
+            break media;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(media.contains("#EXT-X-MAP:URI=\"init.mp4\""), "{media}");
     assert!(media.contains("#EXT-X-ENDLIST"), "{media}");
     let init = get(s.addr, &format!("{base}init.mp4")).await;
@@ -236,6 +308,7 @@ async fn validate(s: &Server, master_url: &str, tol: f64) -> (String, Value) {
     // last must end where they add up to (B-frames make a segment's own
     // packet range a poor measure of its length, starts are exact).
     let mut first_start = None;
+    let mut first_tfdt = None;
     let mut elapsed = 0.0;
     for (k, (dur, name)) in segs.iter().enumerate() {
         let seg = get(s.addr, &format!("{base}{name}")).await;
@@ -246,6 +319,15 @@ async fn validate(s: &Server, master_url: &str, tol: f64) -> (String, Value) {
             "{name}: {boxes:?}"
         );
         let (st, start, end) = probe_segment(&init, &seg.body);
+        // The video fragment's own decode time follows the playlist too
+        // (what hls.js and Safari place it by), and no track is negative.
+        let v = tfdt_secs(&init, &seg.body)[0];
+        let v0 = *first_tfdt.get_or_insert(v);
+        assert!(
+            (v - v0 - elapsed).abs() <= tol,
+            "{name}: tfdt {:.3} after the first, the playlist says {elapsed:.3}",
+            v - v0
+        );
         let t0 = *first_start.get_or_insert(start);
         assert!(
             (start - t0 - elapsed).abs() <= tol,
@@ -331,8 +413,6 @@ fn ffmpeg_using(dir: &Path) -> usize {
 }
 
 #[tokio::test]
-#[ignore = "known gap: ffmpeg 5.1's fMP4 muxer rebases a restarted run's tfdt to 0, \
-            so segments after a seek-restart carry times from zero (see BENCHMARKS/issue 8 report)"]
 async fn seek_restarts_ffmpeg_at_the_requested_segment() {
     if !have_ffmpeg() {
         return;
@@ -355,10 +435,18 @@ async fn seek_restarts_ffmpeg_at_the_requested_segment() {
     let (_, start, end) = probe_segment(&init, &seg.body);
     assert!((start - 30.0).abs() < 0.05, "segment 15 starts at {start}");
     assert!((end - 32.0).abs() < 0.05, "segment 15 ends at {end}");
+    // Players ignore the init's edit list: the fragments' own decode
+    // times must say 30 s too, for video and audio alike.
+    for t in tfdt_secs(&init, &seg.body) {
+        assert!((t - 30.0).abs() < 0.05, "segment 15 tfdt {t}");
+    }
     // And back to the start: a restart again, same timeline.
     let seg = get(s.addr, &format!("{base}seg1.m4s")).await;
     let (_, start, _) = probe_segment(&init, &seg.body);
     assert!((start - 2.0).abs() < 0.05, "segment 1 starts at {start}");
+    for t in tfdt_secs(&init, &seg.body) {
+        assert!((t - 2.0).abs() < 0.05, "segment 1 tfdt {t}");
+    }
     let gone = get(s.addr, &format!("{base}seg20.m4s")).await;
     assert_eq!(gone.status, 404);
     s.svc.shutdown().await;
