@@ -117,6 +117,12 @@ pub async fn start_session_with(
         ..SessionConfig::default()
     };
     net.apply(&mut base);
+    start_on_port(base, port).await
+}
+
+/// Starts a session on `port`, or without one on the conventional port
+/// first, like most clients, and any free one otherwise.
+pub async fn start_on_port(base: SessionConfig, port: Option<u16>) -> anyhow::Result<Session> {
     if let Some(port) = port {
         return Ok(Session::start(SessionConfig {
             listen_port: port,
@@ -124,7 +130,6 @@ pub async fn start_session_with(
         })
         .await?);
     }
-    // The conventional port first, like most clients; any free one otherwise.
     for port in 6881..=6889 {
         if let Ok(s) = Session::start(SessionConfig {
             listen_port: port,

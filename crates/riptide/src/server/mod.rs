@@ -98,28 +98,7 @@ async fn start_engine(cfg: &ServeConfig) -> anyhow::Result<Session> {
         dht: cfg.engine.dht.clone(),
         ..SessionConfig::default()
     };
-    if let Some(port) = cfg.engine.port {
-        return Ok(Session::start(SessionConfig {
-            listen_port: port,
-            ..base
-        })
-        .await?);
-    }
-    for port in 6881..=6889 {
-        if let Ok(s) = Session::start(SessionConfig {
-            listen_port: port,
-            ..base.clone()
-        })
-        .await
-        {
-            return Ok(s);
-        }
-    }
-    Ok(Session::start(SessionConfig {
-        listen_port: 0,
-        ..base
-    })
-    .await?)
+    crate::commands::download::start_on_port(base, cfg.engine.port).await
 }
 
 impl App {
