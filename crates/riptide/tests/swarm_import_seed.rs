@@ -11,15 +11,6 @@ use std::time::{Duration, Instant};
 use test_swarm::torrent::url_encode;
 use test_swarm::*;
 
-fn torrents(srv: &server::Server, token: &str) -> json::Json {
-    let auth = format!("Bearer {token}");
-    let r = srv
-        .get("/api/v1/torrents", &[("Authorization", &auth)])
-        .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
-    json::parse(&r.text()).unwrap()
-}
-
 fn find(dir: &Path, name: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -71,24 +62,12 @@ fn swarm_imported_film_keeps_seeding() {
         url_encode(tracker.announce_url().as_bytes()),
         seed.listen_addr()
     );
-    let auth = format!("Bearer {token}");
-    let r = srv
-        .request(
-            "POST",
-            "/api/v1/torrents",
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-            ],
-            format!("{{\"magnet\":\"{magnet}\"}}").as_bytes(),
-        )
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
+    srv.add_magnet(&token, &magnet);
 
     // Downloaded, imported, seeding again from the library.
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let list = torrents(&srv, &token);
+        let list = srv.api_get("/api/v1/torrents", &token);
         let t = &list.as_array().unwrap()[0];
         let state = t.get("state").and_then(|s| s.as_str()).unwrap_or("");
         let imported = t.get("imported").and_then(|s| s.as_bool()) == Some(true);

@@ -38,13 +38,6 @@ fn make_film(path: &Path) {
     );
 }
 
-fn json_get(srv: &server::Server, path: &str, token: &str) -> json::Json {
-    let auth = format!("Bearer {token}");
-    let r = srv.get(path, &[("Authorization", &auth)]).unwrap();
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    json::parse(&r.text()).unwrap()
-}
-
 /// The film's transcode time alone: the same pre-transcode on a local copy.
 fn transcode_alone(film: &Path, work: &Path) -> f64 {
     let copy = work.join(film.file_name().unwrap());
@@ -122,21 +115,8 @@ fn swarm_pretranscode_during_throttled_download() {
         url_encode(tracker.announce_url().as_bytes()),
         seed.listen_addr()
     );
-    let body = format!("{{\"magnet\":\"{magnet}\"}}");
-    let auth = format!("Bearer {token}");
     let added = Instant::now();
-    let r = srv
-        .request(
-            "POST",
-            "/api/v1/torrents",
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-            ],
-            body.as_bytes(),
-        )
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", r.text());
+    srv.add_magnet(&token, &magnet);
 
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut downloaded: Option<Instant> = None;
@@ -147,7 +127,7 @@ fn swarm_pretranscode_during_throttled_download() {
             srv.log()
         );
         if downloaded.is_none() {
-            let list = json_get(&srv, "/api/v1/torrents", &token);
+            let list = srv.api_get("/api/v1/torrents", &token);
             let t = &list.as_array().unwrap()[0];
             let total = t.get("total_bytes").and_then(|v| v.as_f64()).unwrap_or(0.0);
             let have = t
@@ -158,7 +138,7 @@ fn swarm_pretranscode_during_throttled_download() {
                 downloaded = Some(Instant::now());
             }
         }
-        let st = json_get(&srv, "/pretranscode/status", &token);
+        let st = srv.api_get("/pretranscode/status", &token);
         let jobs = st.get("jobs").and_then(|j| j.as_array()).unwrap();
         if let Some(j) = jobs.first() {
             let state = j.get("state").and_then(|s| s.as_str()).unwrap_or("");

@@ -154,6 +154,31 @@ impl Server {
         let j = test_swarm::json::parse(&r.text()).unwrap();
         j.get("token").and_then(|t| t.as_str()).unwrap().to_string()
     }
+
+    /// GET of an API path with a bearer token; the JSON body of a 200.
+    pub fn api_get(&self, path: &str, token: &str) -> test_swarm::json::Json {
+        let auth = format!("Bearer {token}");
+        let r = self.get(path, &[("Authorization", &auth)]).unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        test_swarm::json::parse(&r.text()).unwrap()
+    }
+
+    /// Adds a magnet through the API (201 Created).
+    pub fn add_magnet(&self, token: &str, magnet: &str) {
+        let auth = format!("Bearer {token}");
+        let r = self
+            .request(
+                "POST",
+                "/api/v1/torrents",
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Type", "application/json"),
+                ],
+                format!("{{\"magnet\":\"{magnet}\"}}").as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
 }
 
 impl Drop for Server {
